@@ -1,0 +1,69 @@
+"""The ``btnk-env`` command line.
+
+Each subcommand lives in its own module, imported only when that subcommand runs, so that
+``btnk-env --help`` is instant and a missing optional dependency of one subcommand never
+breaks another. A subcommand module exposes:
+
+- ``add_arguments(parser: argparse.ArgumentParser) -> None``
+- ``run(args: argparse.Namespace) -> int | None`` (the exit status; ``None`` means 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("btnk_env.demo", "run the demo of the main job on the built-in defaults"),
+    "info": ("btnk_env.info", "print versions, devices and the model presets"),
+    "collect": ("btnk_env.collect", "walk a panorama environment and write a panorama dataset"),
+    "train": ("training.cli", "train or finetune a bottleneck MAE from a config"),
+    "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
+    "video": ("btnk_env.video_cli", "decode a latent rollout into a video"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: btnk-env <command> [options]", "", "commands:"]
+    width = max(len(name) for name in SUBCOMMANDS)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        lines.append(f"  {name.ljust(width)}  {help_text}")
+    lines += ["", "Run 'btnk-env <command> --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``btnk-env`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from btnk_env import __version__
+
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in SUBCOMMANDS:
+        print(f"btnk-env: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, help_text = SUBCOMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            print(f"btnk-env {name}: this command is not available in this version.", file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(prog=f"btnk-env {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    status = module.run(args)
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
