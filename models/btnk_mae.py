@@ -1,0 +1,351 @@
+"""``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder) and its loading/saving."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from models import checkpoint as ckpt
+from models.config import BtnkMAEConfig, ImageSize, check_img_size
+from models.decoder import BtnkDecoder
+from models.encoder import BtnkEncoder
+from models.hub import bundled_path, download_release, release_filename
+from models.patch_embed import patchify, unpatchify
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_TYPE = "btnk_mae"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class BtnkMAEOutput(NamedTuple):
+    """What :meth:`BtnkMAE.forward` returns (``None`` where not computed)."""
+
+    latent: torch.Tensor
+    """``(B, D)`` the bottleneck vector."""
+    patches: torch.Tensor
+    """``(B, N, p * p * 3)`` patches decoded from the latent (normalized pixels)."""
+    tokens: Optional[torch.Tensor] = None
+    """``(B, 1 + N, D)`` all encoder tokens (with ``full_mae=True``)."""
+    full_mae_patches: Optional[torch.Tensor] = None
+    """``(B, N, p * p * 3)`` MAE's decoder over all tokens (with ``full_mae=True``)."""
+
+
+class BtnkMAE(nn.Module):
+    """Bottleneck MAE: an image -> one latent vector (the CLS token) -> the image.
+
+    Args:
+        config: a :class:`BtnkMAEConfig` or a preset name (``"base"``, ``"large"``, ...).
+        **overrides: config fields to change (``img_size=(256, 512)``, ``act_fn="relu"``, ...).
+
+    Example:
+        >>> import torch
+        >>> model = BtnkMAE("test", img_size=(32, 64)).eval()
+        >>> images = torch.randn(2, 3, 32, 64)                 # ImageNet-normalized
+        >>> latent = model.encode(images)                      # (B, D)
+        >>> tuple(latent.shape), tuple(model.decode(latent).shape)
+        ((2, 64), (2, 3, 32, 64))
+    """
+
+    def __init__(self, config: Union[BtnkMAEConfig, str] = "base", **overrides: Any) -> None:
+        super().__init__()
+        if isinstance(config, str):
+            config = BtnkMAEConfig.from_preset(config, **overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        self.encoder = BtnkEncoder(config)
+        self.decoder = BtnkDecoder(config)
+        self.init_weights()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def latent_dim(self) -> int:
+        """D, the width of the latent vector."""
+        return self.config.embed_dim
+
+    @property
+    def img_size(self) -> Tuple[int, int]:
+        """``(H, W)`` the model takes."""
+        return self.config.img_hw
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def grid_size(self) -> Tuple[int, int]:
+        return self.config.grid_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.cls_token.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.encoder.cls_token.dtype
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The original's initialisation: xavier-uniform linears (and patch projection), zero
+        biases, unit LayerNorms, N(0, 0.02) CLS and mask tokens, truncated N(0, 0.02) queries."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        w = self.encoder.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.encoder.patch_embed.proj.bias)
+        nn.init.normal_(self.encoder.cls_token, std=0.02)
+        nn.init.normal_(self.decoder.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.decoder.learned_embed, std=0.02)
+        nn.init.xavier_uniform_(self.decoder.patch_recon.attn.in_proj_weight)
+        nn.init.zeros_(self.decoder.patch_recon.attn.in_proj_bias)
+
+    # ------------------------------------------------------------------ input checks
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}; "
+                f"for uint8 frames use models.frames_to_tensor(frames)"
+            )
+        if images.ndim != 4 or images.shape[1] != self.config.in_chans:
+            raise ValueError(
+                f"images must be (B, 3, H, W), got shape {tuple(images.shape)}"
+                + ("; for (B, H, W, 3) frames use models.frames_to_tensor" if images.ndim == 4 and images.shape[-1] == 3 else "")
+            )
+        if not images.is_floating_point():
+            raise TypeError(
+                f"images must be float and ImageNet-normalized, got dtype {images.dtype}; "
+                f"for uint8 frames use models.frames_to_tensor(frames)"
+            )
+        h, w = images.shape[-2:]
+        if (h, w) != self.img_size:
+            hint = (
+                f"call model.set_img_size(({h}, {w})) to run at that size, or resize the images"
+                if h % self.patch_size == 0 and w % self.patch_size == 0
+                else f"{h}x{w} is not divisible by the patch size {self.patch_size}; resize the images"
+            )
+            raise ValueError(f"images are {h}x{w} (HxW) but the model is set to {self.img_size[0]}x{self.img_size[1]}: {hint}")
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+        return images.to(self.dtype)
+
+    def _check_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        if not isinstance(latent, torch.Tensor):
+            raise TypeError(f"latent must be a torch.Tensor (B, {self.latent_dim}), got {type(latent).__name__}")
+        if latent.ndim != 2 or latent.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"latent must be (B, {self.latent_dim}) for this model (D={self.latent_dim}), got shape {tuple(latent.shape)}"
+            )
+        if not latent.is_floating_point():
+            raise TypeError(f"latent must be float, got dtype {latent.dtype}")
+        if not torch.isfinite(latent).all():
+            raise ValueError("latent contains NaN or infinite values")
+        return latent.to(self.dtype)
+
+    # ------------------------------------------------------------------ computation
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``images: (B, 3, H, W)`` float, ImageNet-normalized -> latent ``(B, D)`` (after ``act_fn``)."""
+        return self.encoder.forward_latent(self._check_images(images))
+
+    def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """``images: (B, 3, H, W)`` -> all encoder tokens ``(B, 1 + N, D)``; ``[:, 0]`` is the latent."""
+        return self.encoder(self._check_images(images))
+
+    def decode_patches(self, latent: torch.Tensor) -> torch.Tensor:
+        """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)``, normalized pixels, MAE patch order."""
+        return self.decoder(self._check_latent(latent))
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """``latent: (B, D)`` -> images ``(B, 3, H, W)``, ImageNet-normalized (not clipped)."""
+        return self.unpatchify(self.decode_patches(latent))
+
+    def decode_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The original's full-MAE decoder path: ``tokens: (B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
+        n = self.config.num_patches + 1
+        if tokens.ndim != 3 or tokens.shape[1:] != (n, self.latent_dim):
+            raise ValueError(f"tokens must be (B, {n}, {self.latent_dim}), got {tuple(tokens.shape)}")
+        return self.decoder.forward_full_mae(tokens.to(self.dtype))
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """``images: (B, 3, H, W)`` -> reconstruction through the latent, ``(B, 3, H, W)`` normalized."""
+        return self.decode(self.encode(images))
+
+    def forward(self, images: torch.Tensor, full_mae: bool = False) -> BtnkMAEOutput:
+        """Training forward: latent and decoded patches, plus MAE's full-token path if asked."""
+        if full_mae:
+            tokens = self.encode_tokens(images)
+            latent = tokens[:, 0]
+            return BtnkMAEOutput(latent, self.decoder(latent), tokens, self.decoder.forward_full_mae(tokens))
+        latent = self.encode(images)
+        return BtnkMAEOutput(latent, self.decoder(latent))
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(B, N, p * p * 3)`` (the decoder's target layout)."""
+        return patchify(images, self.patch_size)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, N, p * p * 3)`` -> ``(B, 3, H, W)`` on the model's current grid."""
+        return unpatchify(patches, self.patch_size, self.grid_size)
+
+    def set_img_size(self, size: ImageSize) -> "BtnkMAE":
+        """Run at another input size, square or not (``(512, 1024)`` is a 32x64 grid at patch 16).
+
+        The fixed sin-cos tables are recomputed for the grid and the decoder's learned queries
+        resampled bicubically; no parameter is replaced or re-randomised.
+        """
+        h, w = check_img_size(size, self.patch_size)
+        if (h, w) == self.img_size:
+            return self
+        self.config = self.config.replace(img_size=(h, w))
+        self.encoder.set_grid_size(self.config.grid_size)
+        self.decoder.set_grid_size(self.config.grid_size)
+        return self
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, directory: PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+            tmp_path = tmp.name
+        save_file(state, tmp_path, metadata={"model_type": MODEL_TYPE})
+        os.replace(tmp_path, directory / WEIGHTS_FILE)
+        _atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_config_dict(cls, values: dict) -> "BtnkMAE":
+        return cls(BtnkMAEConfig.from_dict(values))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> "BtnkMAE":
+        """Load a model, in eval mode.
+
+        Args:
+            name_or_path: a folder written by :meth:`save_pretrained` (or its ``.safetensors``
+                file); an original btnk_mae checkpoint ``.pth`` (``enc_model``/``dec_model``),
+                sizes detected from its tensors and stored config; a release name
+                (``"btnk_mae_vit_base_224"``, ``"btnk_mae_vit_large_relu_224"``) downloaded from
+                the Hugging Face Hub and sha256-verified; or a model shipped with the package.
+            map_location: device for the weights.
+            **overrides: config fields the checkpoint cannot tell (``num_heads=4``,
+                ``decoder_num_heads=4`` for non-standard widths, ``act_fn``, ``img_size``).
+        """
+        path = Path(os.fspath(name_or_path))
+        if not path.exists():
+            bundled = bundled_path(str(name_or_path))
+            if bundled is not None:
+                path = bundled
+            elif release_filename(str(name_or_path)) is not None:
+                path = download_release(str(name_or_path))
+            else:
+                from models.hub import BUNDLED, RELEASES
+
+                raise FileNotFoundError(
+                    f"{str(name_or_path)!r} is not a file, a folder, a release name {sorted(RELEASES)} "
+                    f"or a bundled model {sorted(BUNDLED)}"
+                )
+        if path.is_dir() or path.suffix == ".safetensors":
+            model = cls._load_safetensors(path, overrides)
+        else:
+            model = cls._load_pickle(path, overrides)
+        return model.to(map_location).eval()
+
+    @classmethod
+    def _load_safetensors(cls, path: Path, overrides: dict) -> "BtnkMAE":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder, weights = (path, path / WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file() or not weights.is_file():
+            raise ckpt.CheckpointError(f"{folder} must hold {CONFIG_FILE} and {weights.name} (written by save_pretrained)")
+        try:
+            meta = json.loads(config_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ckpt.CheckpointError(f"{config_path} is not valid JSON: {err}") from None
+        if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
+            raise ckpt.CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
+        config = BtnkMAEConfig.from_dict({**meta["config"], **overrides})
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ckpt.CheckpointError(f"cannot read {weights}: {err}. The file is truncated or corrupt.") from None
+        model = cls(config)
+        ckpt.load_state_dict_strict(model, state, str(weights))
+        return model
+
+    @classmethod
+    def _load_pickle(cls, path: Path, overrides: dict) -> "BtnkMAE":
+        obj = ckpt.load_file(path)
+        if "enc_model" in obj and "dec_model" in obj:
+            enc, dec = obj["enc_model"], obj["dec_model"]
+            if "model_config" in obj:
+                config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+            else:
+                config = ckpt.infer_original_config(enc, dec, ckpt._plain(obj.get("cfg")), **overrides)
+            state = ckpt.convert_original(enc, dec, config)
+        elif "model" in obj and "model_config" in obj:
+            config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+            state = obj["model"]
+        elif "model" in obj:
+            raise ckpt.CheckpointError(
+                f"{path} is an MAE checkpoint ({{'model': ...}}), not a bottleneck MAE; start from it with "
+                f"BtnkMAE.from_mae('{path}', 'base')"
+            )
+        else:
+            raise ckpt.CheckpointError(
+                f"{path} has keys {sorted(obj)[:8]}; expected an original btnk_mae checkpoint "
+                f"('enc_model', 'dec_model') or this project's training checkpoint ('model', 'model_config')"
+            )
+        model = cls(config)
+        ckpt.load_state_dict_strict(model, state, str(path))
+        return model
+
+    @classmethod
+    def from_mae(cls, path: PathLike, preset_or_config: Union[str, BtnkMAEConfig] = "base", **overrides: Any) -> "BtnkMAE":
+        """Start a bottleneck MAE from an original MAE checkpoint (``{"model": state_dict}``).
+
+        Patch embedding, blocks, norm, CLS token and MAE's decoder are loaded; the bottleneck
+        parts (decoder queries, cross-attention) keep their fresh initialisation. Position
+        tables are the fixed sin-cos ones, for the model's own grid. With ``act_fn=None``,
+        :meth:`encode` returns MAE's CLS token for an unmasked image.
+        """
+        model = cls(preset_or_config, **overrides).train(False)
+        obj = ckpt.load_file(path)
+        if "model" not in obj:
+            raise ckpt.CheckpointError(f"{path} has keys {sorted(obj)[:8]}; an MAE checkpoint has 'model'")
+        state = ckpt.convert_mae(obj["model"], model.config)
+        ckpt.load_state_dict_strict(model, state, str(path), allow_missing=("decoder.learned_embed", "decoder.patch_recon."))
+        return model
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+        tmp_path = tmp.name
+    os.replace(tmp_path, path)
+
+

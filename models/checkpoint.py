@@ -1,0 +1,268 @@
+"""Reading checkpoints safely and mapping them onto :class:`models.BtnkMAE`.
+
+Three layouts are understood:
+
+- the original btnk_mae training format: ``{"enc_model", "dec_model", "optimizer", "epoch",
+  "scaler", "cfg"}`` where ``cfg`` is a pickled omegaconf ``DictConfig``;
+- the original MAE format ``{"model": MaskedAutoencoderViT state dict}``;
+- this project's format: ``model.safetensors`` + ``config.json`` (see ``BtnkMAE.save_pretrained``).
+
+Pickles are read with ``torch.load(weights_only=True)``: only tensors, containers and the few
+inert omegaconf classes the original stores are allowed, so a checkpoint can never run code.
+Every load is strict: missing, unexpected and mis-shaped keys raise :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import re
+import typing
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from models.config import STANDARD_HEADS, BtnkMAEConfig
+from models.pos_embed import sincos_pos_embed
+
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the model; the message says why and what to do."""
+
+
+def _omegaconf_safe_globals() -> list:
+    try:
+        from omegaconf import DictConfig, ListConfig
+        from omegaconf.base import ContainerMetadata, Metadata
+        from omegaconf.nodes import AnyNode, BooleanNode, FloatNode, IntegerNode, StringNode
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return []
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, BooleanNode, FloatNode,
+            IntegerNode, StringNode, typing.Any, dict, list, collections.defaultdict, collections.OrderedDict]
+
+
+def load_file(path: "str | os.PathLike[str]") -> Dict[str, Any]:
+    """Load a ``.pth``/``.pt`` checkpoint without executing code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated/corrupt file, not a PyTorch checkpoint, or a pickle that asks
+            for anything but tensors and plain containers (for example a malicious payload).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download? Download it again.")
+    try:
+        with torch.serialization.safe_globals(_omegaconf_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        names = re.findall(r"GLOBAL ([\w.]+ [\w.]+)|Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = ", ".join(a or b for a, b in names) or "objects other than tensors"
+        raise CheckpointError(
+            f"refusing to load {path}: its pickle asks for {what}, which could run code. Only "
+            f"checkpoints made of tensors and plain containers are loaded; if you trust this file, "
+            f"convert it once with torch.load(weights_only=False) and save its state dicts."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}). "
+            f"The file is truncated or corrupt, or is not a checkpoint (an HTML page saved from a "
+            f"'/blob/' link?). Download it again."
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+    return dict(obj)
+
+
+def _plain(obj: Any) -> Any:
+    """omegaconf containers -> plain dicts/lists (other values unchanged)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(obj, resolve=False)
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
+
+
+def _count_blocks(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
+    idx = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return max(idx) + 1 if idx else 0
+
+
+def _heads(width: int, override: Optional[int], field: str) -> int:
+    if override is not None:
+        return int(override)
+    if width in STANDARD_HEADS:
+        return STANDARD_HEADS[width]
+    raise CheckpointError(
+        f"the checkpoint's width {width} is not a standard ViT size, so its head count cannot be "
+        f"read from the tensors; pass it: from_pretrained(path, {field}=...)"
+    )
+
+
+def _require(sd: Mapping[str, torch.Tensor], key: str, where: str) -> torch.Tensor:
+    if key not in sd:
+        raise CheckpointError(f"{where} has no tensor {key!r}: not a bottleneck MAE / MAE checkpoint")
+    return sd[key]
+
+
+def infer_original_config(
+    enc: Mapping[str, torch.Tensor], dec: Mapping[str, torch.Tensor], cfg: Optional[Mapping[str, Any]], **overrides: Any
+) -> BtnkMAEConfig:
+    """Sizes of an original btnk_mae checkpoint from its tensors and stored ``cfg``.
+
+    Widths, depths, patch size, MLP ratio and the patch count come from the tensors; the
+    activation and (non-square) image size from ``cfg["model"]``; head counts from the standard
+    ViT table. ``overrides`` (config field names) win over everything.
+    """
+    model_cfg = dict((cfg or {}).get("model") or {})
+    proj = _require(enc, "mae_encoder.patch_embed.proj.weight", "enc_model")
+    embed_dim, patch = int(proj.shape[0]), int(proj.shape[-1])
+    fc1 = _require(enc, "mae_encoder.blocks.0.mlp.fc1.weight", "enc_model")
+    dec_embed = _require(dec, "mae_decoder.decoder_embed.weight", "dec_model")
+    n_patches = int(_require(dec, "learned_embed", "dec_model").shape[1])
+    values: Dict[str, Any] = dict(
+        embed_dim=embed_dim,
+        depth=_count_blocks(enc, "mae_encoder.blocks."),
+        patch_size=patch,
+        mlp_ratio=fc1.shape[0] / embed_dim,
+        decoder_embed_dim=int(dec_embed.shape[0]),
+        decoder_depth=_count_blocks(dec, "mae_decoder.decoder_blocks."),
+        act_fn=model_cfg.get("act_fn"),
+    )
+    size = model_cfg.get("img_size")
+    if size is None or (_grid_count(size, patch) != n_patches):
+        side = round(n_patches**0.5) * patch
+        if (side // patch) ** 2 != n_patches:
+            raise CheckpointError(
+                f"the checkpoint has {n_patches} decoder queries, not a square grid; pass img_size=(H, W)"
+            )
+        size = side
+    values["img_size"] = tuple(size) if isinstance(size, (list, tuple)) else int(size)
+    values.update(overrides)
+    values["num_heads"] = _heads(embed_dim, overrides.get("num_heads"), "num_heads")
+    values["decoder_num_heads"] = _heads(values["decoder_embed_dim"], overrides.get("decoder_num_heads"), "decoder_num_heads")
+    try:
+        return BtnkMAEConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"the checkpoint's sizes do not form a valid config: {err}") from None
+
+
+def _grid_count(size: Any, patch: int) -> int:
+    h, w = (size, size) if isinstance(size, int) else size
+    return (h // patch) * (w // patch)
+
+
+def _check_fixed_table(table: torch.Tensor, dim: int, grid, cls_token: bool, name: str) -> None:
+    expected = sincos_pos_embed(dim, grid, cls_token=cls_token)
+    if table.shape != expected.shape or not torch.allclose(table.float(), expected, atol=1e-4):
+        raise CheckpointError(
+            f"the checkpoint's {name} {tuple(table.shape)} is not the fixed sin-cos table of a "
+            f"{grid[0]}x{grid[1]} grid; pass the right img_size=(H, W)"
+        )
+
+
+def convert_original(enc: Mapping[str, torch.Tensor], dec: Mapping[str, torch.Tensor], config: BtnkMAEConfig) -> StateDict:
+    """Original ``enc_model``/``dec_model`` state dicts -> a ``BtnkMAE`` state dict.
+
+    The fixed sin-cos tables are checked against the config's grid and dropped (they are
+    recomputed, not stored).
+    """
+    out: StateDict = {}
+    for key, value in enc.items():
+        if key == "pos_embed":
+            _check_fixed_table(value, config.embed_dim, config.grid_size, True, "enc_model.pos_embed")
+        elif key.startswith("mae_encoder."):
+            out["encoder." + key[len("mae_encoder."):]] = value
+        else:
+            out["encoder." + key] = value
+    for key, value in dec.items():
+        if key == "pos_embed":
+            _check_fixed_table(value, config.embed_dim, config.grid_size, False, "dec_model.pos_embed")
+        elif key == "mae_decoder.decoder_pos_embed":
+            _check_fixed_table(value, config.decoder_embed_dim, config.grid_size, True, "decoder_pos_embed")
+        elif key.startswith("mae_decoder."):
+            out["decoder." + key[len("mae_decoder."):]] = value
+        else:
+            out["decoder." + key] = value
+    return out
+
+
+def to_original(state_dict: Mapping[str, torch.Tensor], config: BtnkMAEConfig) -> Dict[str, StateDict]:
+    """``BtnkMAE`` state dict -> ``{"enc_model": ..., "dec_model": ...}`` in the original layout
+    (sin-cos tables included), loadable by the original code."""
+    enc: StateDict = {"pos_embed": sincos_pos_embed(config.embed_dim, config.grid_size, cls_token=True)}
+    dec: StateDict = {
+        "pos_embed": sincos_pos_embed(config.embed_dim, config.grid_size),
+        "mae_decoder.decoder_pos_embed": sincos_pos_embed(config.decoder_embed_dim, config.grid_size, cls_token=True),
+    }
+    for key, value in state_dict.items():
+        group, _, rest = key.partition(".")
+        if group == "encoder":
+            enc[rest if rest == "cls_token" else "mae_encoder." + rest] = value
+        elif group == "decoder":
+            top = rest == "learned_embed" or rest.startswith("patch_recon.")
+            dec[rest if top else "mae_decoder." + rest] = value
+    return {"enc_model": enc, "dec_model": dec}
+
+
+#: MAE checkpoint prefixes -> BtnkMAE prefixes (fixed tables are checked, then dropped).
+_MAE_ENCODER = ("cls_token", "patch_embed.", "blocks.", "norm.")
+_MAE_DECODER = ("decoder_embed.", "mask_token", "decoder_blocks.", "decoder_norm.", "decoder_pred.")
+
+
+def convert_mae(model: Mapping[str, torch.Tensor], config: BtnkMAEConfig) -> StateDict:
+    """MAE ``MaskedAutoencoderViT`` state dict -> the parts of a ``BtnkMAE`` state dict it provides."""
+    out: StateDict = {}
+    unknown = []
+    mae_grid = None
+    for key, value in model.items():
+        if key in ("pos_embed", "decoder_pos_embed"):
+            n = value.shape[1] - 1
+            mae_grid = (round(n**0.5),) * 2
+            dim = config.embed_dim if key == "pos_embed" else config.decoder_embed_dim
+            _check_fixed_table(value, dim, mae_grid, True, key)
+        elif key.startswith(_MAE_ENCODER):
+            out["encoder." + key] = value
+        elif key.startswith(_MAE_DECODER):
+            out["decoder." + key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"unexpected keys in the MAE checkpoint: {unknown[:10]}")
+    return out
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                           allow_missing: tuple = ()) -> None:
+    """``module.load_state_dict`` that names every missing, unexpected or mis-shaped key.
+
+    Keys starting with a prefix in ``allow_missing`` may be absent (they keep their init).
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict and not k.startswith(allow_missing)]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+              for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing[:8]}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}): {shapes[:8]}")
+        raise CheckpointError(
+            f"{source} does not fit this model: " + "; ".join(parts)
+            + ". Check that the checkpoint and the config (preset, sizes, img_size) belong together."
+        )
+    module.load_state_dict(state_dict, strict=not allow_missing)

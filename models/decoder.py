@@ -1,0 +1,118 @@
+"""The bottleneck decoder: N learned queries read the latent through a single-key
+cross-attention, then MAE's decoder blocks predict the pixels of every patch.
+
+Parameter names follow the original ``BtnkMAEDecoder`` (``learned_embed``, ``patch_recon.*``,
+and MAE's ``decoder_embed``, ``mask_token``, ``decoder_blocks``, ``decoder_norm``,
+``decoder_pred``), so its checkpoints load as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.config import BtnkMAEConfig
+from models.layers import LAYER_NORM_EPS, Block
+from models.pos_embed import resample_grid_tokens, sincos_pos_embed
+
+
+class SingleKeyAttention(nn.Module):
+    """Cross-attention from any number of queries to ONE key/value (the latent).
+
+    Holds ``torch.nn.MultiheadAttention``'s parameters (``in_proj_weight``, ``in_proj_bias``,
+    ``out_proj``) so checkpoints load, but computes the closed form: with a single key the
+    softmax is identically 1 for every query and head, so the output for every query is
+    ``out_proj(W_v kv + b_v)``. The queries (and the query/key projections) do not matter.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, kv: torch.Tensor) -> torch.Tensor:
+        """``kv: (B, D)`` -> ``(B, 1, D)``, the attention output shared by all queries."""
+        d = kv.shape[-1]
+        value = F.linear(kv, self.in_proj_weight[2 * d:], self.in_proj_bias[2 * d:])  # (B, D)
+        return self.out_proj(value).unsqueeze(1)
+
+
+class PatchReconstruction(nn.Module):
+    """Queries ``(B, N, D)`` + latent ``(B, D)`` -> ``(B, N, D)``: pre-norm cross-attention and MLP,
+    both residual (the original's ``PatchReconstruction``, dropout 0.1 in training)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.attn = SingleKeyAttention(dim, num_heads)
+        self.q_norm = nn.LayerNorm(dim)  # kept for checkpoint compatibility: queries cannot change the output
+        self.kv_norm = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.x_norm = nn.LayerNorm(dim)
+        self.drop_attn = nn.Dropout(dropout)
+        self.drop_res = nn.Dropout(dropout)
+
+    def forward(self, queries: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``queries: (1 or B, N, D)``, ``latent: (B, D)`` -> ``(B, N, D)``."""
+        x = queries + self.drop_attn(self.attn(self.kv_norm(latent)))  # (B, N, D)
+        return x + self.drop_res(self.mlp(self.x_norm(x)))
+
+
+class BtnkDecoder(nn.Module):
+    """Latent ``(B, D)`` -> patch pixels ``(B, N, p * p * 3)``; also MAE's full-token decoder path."""
+
+    def __init__(self, config: BtnkMAEConfig) -> None:
+        super().__init__()
+        d, dd = config.embed_dim, config.decoder_embed_dim
+        self.grid_size = config.grid_size
+        n = config.num_patches
+        self.learned_embed = nn.Parameter(torch.zeros(1, n, d))
+        nn.init.trunc_normal_(self.learned_embed, std=0.02)
+        self.patch_recon = PatchReconstruction(d, config.decoder_num_heads, config.mlp_ratio)
+        self.decoder_embed = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))  # MAE's; unused by the bottleneck path
+        self.decoder_blocks = nn.ModuleList(
+            Block(dd, config.decoder_num_heads, config.mlp_ratio) for _ in range(config.decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(dd, eps=LAYER_NORM_EPS)
+        self.decoder_pred = nn.Linear(dd, config.patch_dim)
+        self.register_buffer("pos_embed", sincos_pos_embed(d, self.grid_size), persistent=False)
+        self.register_buffer(
+            "decoder_pos_embed", sincos_pos_embed(dd, self.grid_size, cls_token=True), persistent=False
+        )
+
+    def set_grid_size(self, grid_size: Tuple[int, int]) -> None:
+        """Move to a new ``(gh, gw)`` grid: sin-cos tables recomputed, the learned queries
+        bicubically resampled (the same parameter, so optimizers keep tracking it)."""
+        old, new = self.grid_size, tuple(grid_size)
+        if old == new:
+            return
+        with torch.no_grad():
+            resampled = resample_grid_tokens(self.learned_embed.data, old, new)
+        self.learned_embed.data = resampled
+        ref = self.pos_embed
+        self.pos_embed = sincos_pos_embed(ref.shape[-1], new).to(ref.device, ref.dtype)
+        ref = self.decoder_pos_embed
+        self.decoder_pos_embed = sincos_pos_embed(ref.shape[-1], new, cls_token=True).to(ref.device, ref.dtype)
+        self.grid_size = new
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """``latent: (B, D)`` -> ``(B, N, p * p * 3)`` predicted patches (normalized pixels)."""
+        queries = self.learned_embed + self.pos_embed  # (1, N, D)
+        x = self.decoder_embed(self.patch_recon(queries, latent))  # (B, N, Dd)
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))
+
+    def forward_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
+        """MAE's decoder over all encoder tokens: ``(B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
+        x = self.decoder_embed(tokens) + self.decoder_pos_embed  # (B, 1 + N, Dd)
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]

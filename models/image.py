@@ -1,0 +1,92 @@
+"""Pixels <-> model input. The ImageNet normalization constants are defined here, once.
+
+Environments give ``uint8`` frames ``(H, W, 3)`` in ``[0, 255]``; the model takes
+``(B, 3, H, W)`` float, ImageNet-normalized. These helpers convert both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Frames = Union[np.ndarray, torch.Tensor]
+
+
+def _stats(device: torch.device, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+    return mean, std
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` float in ``[0, 1]`` -> ImageNet-normalized."""
+    mean, std = _stats(images.device, images.dtype)
+    return (images - mean) / std
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalized ``(B, 3, H, W)`` -> float in ``[0, 1]`` (not clipped)."""
+    mean, std = _stats(images.device, images.dtype)
+    return images * std + mean
+
+
+def frames_to_tensor(
+    frames: Frames,
+    size: Optional[Tuple[int, int]] = None,
+    device: Union[str, torch.device, None] = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 frames -> model input.
+
+    Args:
+        frames: ``(H, W, 3)`` or ``(B, H, W, 3)`` uint8, numpy or torch, values in ``[0, 255]``.
+        size: resize to ``(H', W')`` (bilinear with antialiasing) if given and different.
+        device: where the result lives (default: where ``frames`` are; numpy -> CPU).
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(B, 3, H', W')`` ImageNet-normalized.
+
+    Example:
+        >>> x = frames_to_tensor(np.zeros((2, 32, 64, 3), np.uint8))
+        >>> tuple(x.shape), round(float(x[0, 0, 0, 0]), 4)
+        ((2, 3, 32, 64), -2.1179)
+    """
+    t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"frames must be a numpy array or a torch tensor, got {type(frames).__name__}")
+    if t.dtype != torch.uint8:
+        raise TypeError(f"frames must be uint8 in [0, 255], got dtype {t.dtype}; convert with frames.astype(np.uint8)")
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"frames must be (H, W, 3) or (B, H, W, 3) RGB, got shape {tuple(t.shape)}")
+    t = t.to(device) if device is not None else t
+    x = t.permute(0, 3, 1, 2).to(dtype).div_(255.0)  # (B, 3, H, W) in [0, 1]
+    if size is not None and tuple(size) != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return normalize(x)
+
+
+def tensor_to_frames(images: torch.Tensor) -> np.ndarray:
+    """Model output -> frames.
+
+    Args:
+        images: ``(B, 3, H, W)`` or ``(3, H, W)`` ImageNet-normalized.
+
+    Returns:
+        ``(B, H, W, 3)`` (or ``(H, W, 3)``) uint8 numpy, clipped to ``[0, 255]`` and rounded.
+    """
+    squeeze = images.ndim == 3
+    x = images.unsqueeze(0) if squeeze else images
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+    x = denormalize(x.detach().float()).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    out = x.permute(0, 2, 3, 1).cpu().numpy()
+    return out[0] if squeeze else out

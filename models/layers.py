@@ -1,0 +1,82 @@
+"""Transformer building blocks with timm's parameter names (``norm1``, ``attn.qkv``,
+``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so MAE and btnk_mae checkpoints load as is.
+
+Besides the usual full-sequence forward, :meth:`Block.forward_cls` computes the block's output
+for the first (CLS) token only, which is all the last encoder block needs when only the latent
+is wanted: its keys and values still see every token, but the query, attention output,
+projection and MLP run for one token instead of ``1 + N``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LAYER_NORM_EPS = 1e-6
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (timm ``Attention`` layout: fused ``qkv``, then ``proj``)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, L, C)`` -> ``(B, L, C)``."""
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, h, L, hd)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+    def forward_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output of the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``."""
+        b, n, c = x.shape
+        w_q, w_kv = self.qkv.weight[:c], self.qkv.weight[c:]
+        b_q, b_kv = self.qkv.bias[:c], self.qkv.bias[c:]
+        q = F.linear(x[:, :1], w_q, b_q).reshape(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = F.linear(x, w_kv, b_kv).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # (B, h, 1, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, 1, c))
+
+
+class Mlp(nn.Module):
+    """``fc1 -> GELU -> fc2`` (timm ``Mlp`` names)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, L, C)`` -> ``(B, L, C)``."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def forward_cls(self, x: torch.Tensor) -> torch.Tensor:
+        """Output for the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``.
+
+        Equal to ``self.forward(x)[:, :1]`` (up to float rounding), at a fraction of the cost.
+        """
+        x0 = x[:, :1] + self.attn.forward_first(self.norm1(x))  # (B, 1, C)
+        return x0 + self.mlp(self.norm2(x0))

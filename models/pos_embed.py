@@ -1,0 +1,63 @@
+"""Position tables: the fixed 2-D sin-cos tables of MAE, for any ``(H, W)`` patch grid.
+
+The original computes them in float64 with numpy and casts to float32; so do we, so that the
+tables match the checkpoints bit for bit. Layout (as in MAE): tokens in row-major grid order;
+the first half of the channels encodes the column index, the second half the row index.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """``positions: (M,)`` -> ``(M, dim)`` float64, sines then cosines."""
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega  # (dim/2,)
+    out = np.einsum("m,d->md", positions.reshape(-1).astype(np.float64), omega)  # (M, dim/2)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def sincos_pos_embed(dim: int, grid_size: Tuple[int, int], cls_token: bool = False) -> torch.Tensor:
+    """Fixed 2-D sin-cos position table.
+
+    Args:
+        dim: channels, divisible by 4.
+        grid_size: patch grid ``(gh, gw)``.
+        cls_token: prepend an all-zero row for the CLS token.
+
+    Returns:
+        ``(1, [1 +] gh * gw, dim)`` float32.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos table needs a width divisible by 4, got {dim}")
+    gh, gw = grid_size
+    cols, rows = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
+    table = np.concatenate([_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)], axis=1)  # (N, dim)
+    if cls_token:
+        table = np.concatenate([np.zeros([1, dim]), table], axis=0)
+    return torch.from_numpy(table).float().unsqueeze(0)
+
+
+def resample_grid_tokens(
+    tokens: torch.Tensor, old_grid: Tuple[int, int], new_grid: Tuple[int, int]
+) -> torch.Tensor:
+    """Bicubically resample per-patch learned vectors to a new grid (DeiT/timm style).
+
+    Args:
+        tokens: ``(1, gh * gw, D)`` learned table on ``old_grid``.
+        old_grid, new_grid: ``(gh, gw)`` grids.
+
+    Returns:
+        ``(1, new_gh * new_gw, D)``, same dtype and device.
+    """
+    if tuple(old_grid) == tuple(new_grid):
+        return tokens.clone()
+    (gh, gw), dim = old_grid, tokens.shape[-1]
+    grid = tokens.reshape(1, gh, gw, dim).permute(0, 3, 1, 2).float()  # (1, D, gh, gw)
+    grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(tokens.dtype)  # (1, N', D)
