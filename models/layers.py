@@ -37,10 +37,15 @@ class Attention(nn.Module):
     def forward_first(self, x: torch.Tensor) -> torch.Tensor:
         """Attention output of the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``."""
         b, n, c = x.shape
-        w_q, w_kv = self.qkv.weight[:c], self.qkv.weight[c:]
-        b_q, b_kv = self.qkv.bias[:c], self.qkv.bias[c:]
-        q = F.linear(x[:, :1], w_q, b_q).reshape(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
-        kv = F.linear(x, w_kv, b_kv).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if isinstance(self.qkv, nn.Linear):
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :1], w[:c], bias[:c])  # (B, 1, C)
+            kv = F.linear(x, w[c:], bias[c:])  # (B, L, 2C)
+        else:  # a quantized or otherwise wrapped projection: slice its output instead
+            qkv = self.qkv(x)
+            q, kv = qkv[:, :1, :c], qkv[..., c:]
+        q = q.reshape(b, 1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, 1, hd)
+        kv = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (2, B, h, L, hd)
         out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # (B, h, 1, hd)
         return self.proj(out.transpose(1, 2).reshape(b, 1, c))
 
