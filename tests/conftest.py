@@ -1,0 +1,26 @@
+"""Shared test fixtures: where ``shared/`` lies, tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ``shared/`` beside the checkout (reference checkpoints and real images); BTNK_SHARED overrides.
+SHARED = Path(os.environ.get("BTNK_SHARED", ROOT.parent / "shared"))
+GOLDEN = SHARED / "golden"
+IMAGES = SHARED / "images"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny_model():
+    """A deterministic ``test``-preset model (D=64) at 32x64, in eval mode."""
+    from models import BtnkMAE
+
+    torch.manual_seed(0)
+    return BtnkMAE("test", img_size=(32, 64)).eval()
