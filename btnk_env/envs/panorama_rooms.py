@@ -27,6 +27,8 @@ WORLDS: dict[str, dict[str, Any]] = {
 }
 """Presets for ``world=``: apartments of 1 to 9 rooms, or one small room with a close goal."""
 
+MAX_DEPTH = 100.0
+"""Upper bound of the depth observation in metres (the renderer's far plane)."""
 GOAL_SIZE = (0.3, 1.2, 0.3)
 GOAL_COLOR = (1.0, 0.12, 0.12)
 
@@ -41,7 +43,8 @@ def panorama_observation_space(height: int, depth: bool) -> spaces.Space:
     rgb = spaces.Box(0, 255, (height, 2 * height, 3), np.uint8)
     if not depth:
         return rgb
-    return spaces.Dict({"rgb": rgb, "depth": spaces.Box(0.0, np.inf, (height, 2 * height, 1), np.float32)})
+    depth_box = spaces.Box(0.0, MAX_DEPTH, (height, 2 * height, 1), np.float32)
+    return spaces.Dict({"rgb": rgb, "depth": depth_box})
 
 
 class PanoramaRoomsEnv(gym.Env):
