@@ -59,6 +59,15 @@ def load_file(path: "str | os.PathLike[str]") -> Dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download? Download it again.")
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
+        looks_html = head.lstrip().lower().startswith((b"<!doctype", b"<html"))
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint"
+            + (" but an HTML page (a '/blob/' link saves the web page; use '/resolve/')" if looks_html else "")
+            + ". Download it again."
+        )
     try:
         with torch.serialization.safe_globals(_omegaconf_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)

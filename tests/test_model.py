@@ -1,0 +1,164 @@
+"""Model behaviour: closed-form cross-attention, CLS-only last block, any image size, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from models import BtnkMAE, BtnkMAEConfig, frames_to_tensor, tensor_to_frames
+from models.config import PRESETS
+from models.decoder import PatchReconstruction
+from models.patch_embed import patchify, unpatchify
+from models.pos_embed import sincos_pos_embed
+
+
+@torch.no_grad()
+def test_single_key_attention_equals_multihead_attention():
+    torch.manual_seed(0)
+    dim, heads = 64, 4
+    mha = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
+    nn.init.normal_(mha.in_proj_bias)
+    recon = PatchReconstruction(dim, heads).eval()
+    missing = recon.attn.load_state_dict(mha.state_dict(), strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys
+    queries, kv = torch.randn(3, 10, dim), torch.randn(3, dim)
+    reference, _ = mha(queries, kv.unsqueeze(1), kv.unsqueeze(1))  # (B, N, D)
+    closed_form = recon.attn(kv).expand(-1, 10, -1)
+    torch.testing.assert_close(closed_form, reference, atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_cls_only_last_block_equals_full_sequence(tiny_model):
+    x = torch.randn(3, 3, 32, 64)
+    torch.testing.assert_close(tiny_model.encode(x), tiny_model.encode_tokens(x)[:, 0], atol=1e-6, rtol=1e-5)
+
+
+def test_presets_have_expected_latent_sizes():
+    assert {n: PRESETS[n]["embed_dim"] for n in ("base", "large", "huge")} == {"base": 768, "large": 1024, "huge": 1280}
+    for name in ("base", "large", "huge"):
+        cfg = BtnkMAEConfig.from_preset(name)
+        assert (cfg.decoder_embed_dim, cfg.decoder_depth) == (512, 8)
+    assert BtnkMAEConfig.from_preset("huge").patch_size == 14
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="not divisible by the patch size 16"):
+        BtnkMAEConfig(img_size=(100, 200))
+    with pytest.raises(ValueError, match="num_heads=5 must divide embed_dim=64"):
+        BtnkMAEConfig(embed_dim=64, num_heads=5)
+    with pytest.raises(ValueError, match="act_fn"):
+        BtnkMAEConfig(act_fn="elu")
+    with pytest.raises(ValueError, match="unknown BtnkMAEConfig fields"):
+        BtnkMAEConfig.from_dict({"embed_dim": 64, "num_heads": 4, "depthh": 2})
+
+
+def test_sincos_table_for_a_panorama_grid_matches_square_layout():
+    # a 2:1 grid keeps MAE's layout: first half encodes the column, second half the row
+    square = sincos_pos_embed(32, (4, 4))[0].reshape(4, 4, 32)
+    pano = sincos_pos_embed(32, (4, 8))[0].reshape(4, 8, 32)
+    torch.testing.assert_close(pano[:, :4], square)
+
+
+@torch.no_grad()
+def test_set_img_size_panorama_native_grid_keeps_parameters():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    params_before = {n: p for n, p in model.named_parameters()}
+    weights_before = {n: p.clone() for n, p in model.named_parameters() if n != "decoder.learned_embed"}
+    model.set_img_size((64, 128))
+    assert model.img_size == (64, 128) and model.grid_size == (4, 8)
+    # the same Parameter objects (optimizers keep tracking them), unchanged except resampled queries
+    for name, param in model.named_parameters():
+        assert param is params_before[name]
+        if name in weights_before:
+            assert torch.equal(param, weights_before[name])
+    assert model.decoder.learned_embed.shape == (1, 32, 64)
+    x = torch.randn(2, 3, 64, 128)
+    assert model.decode(model.encode(x)).shape == (2, 3, 64, 128)
+    # back to the original size: the fixed tables are the same as a model built at that size
+    model.set_img_size(64)
+    torch.testing.assert_close(model.encoder.pos_embed, sincos_pos_embed(64, (4, 4), cls_token=True))
+
+
+@torch.no_grad()
+def test_resampling_learned_queries_to_same_grid_is_identity_and_upsampling_is_smooth():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    q = model.decoder.learned_embed.clone()
+    model.set_img_size(128)
+    up = model.decoder.learned_embed.reshape(1, 8, 8, 64)
+    # bicubic 2x upsampling keeps the mean of each original cell close to the original value
+    down = up.reshape(1, 4, 2, 4, 2, 64).mean(dim=(2, 4)).reshape(1, 16, 64)
+    assert (down - q).abs().max() < 0.5 * q.abs().max()
+
+
+def test_patchify_roundtrip_non_square():
+    x = torch.randn(2, 3, 32, 64)
+    p = patchify(x, 16)
+    assert p.shape == (2, 8, 768)
+    assert torch.equal(unpatchify(p, 16, (2, 4)), x)
+
+
+def test_frames_roundtrip_uint8():
+    frames = torch.randint(0, 256, (2, 16, 32, 3), dtype=torch.uint8).numpy()
+    assert (tensor_to_frames(frames_to_tensor(frames)) == frames).all()
+
+
+def test_frames_to_tensor_resizes_with_antialiasing():
+    frames = torch.zeros(1, 64, 128, 3, dtype=torch.uint8)
+    frames[:, :, ::2] = 255  # 1-pixel stripes: plain subsampling would give all-white or all-black
+    x = frames_to_tensor(frames.numpy(), size=(32, 64))
+    gray = tensor_to_frames(x)[0].astype(float)
+    assert gray.shape == (32, 64, 3)
+    assert 100 < gray.mean() < 155 and gray.std() < 20
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (torch.randn(2, 4, 32, 64), ValueError, r"\(B, 3, H, W\)"),
+        (torch.randn(3, 32, 64), ValueError, r"\(B, 3, H, W\)"),
+        (torch.randint(0, 255, (2, 3, 32, 64), dtype=torch.uint8), TypeError, "frames_to_tensor"),
+        (torch.randn(2, 3, 48, 64), ValueError, r"set_img_size\(\(48, 64\)\)"),
+        (torch.randn(2, 3, 40, 64), ValueError, "not divisible by the patch size 16"),
+        (torch.full((1, 3, 32, 64), float("nan")), ValueError, "NaN"),
+        (torch.zeros(2, 32, 64, 3), ValueError, "frames_to_tensor"),
+    ],
+)
+def test_encode_rejects_bad_images(tiny_model, bad, error, match):
+    with pytest.raises(error, match=match):
+        tiny_model.encode(bad)
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (torch.randn(2, 32), ValueError, r"\(B, 64\)"),
+        (torch.randn(64), ValueError, r"\(B, 64\)"),
+        (torch.zeros(2, 64, dtype=torch.long), TypeError, "float"),
+        (torch.full((1, 64), float("inf")), ValueError, "NaN or infinite"),
+    ],
+)
+def test_decode_rejects_bad_latents(tiny_model, bad, error, match):
+    with pytest.raises(error, match=match):
+        tiny_model.decode(bad)
+
+
+def test_model_is_trainable_end_to_end(tiny_model):
+    tiny_model.train()
+    opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    x = torch.randn(4, 3, 32, 64)
+    losses = []
+    for _ in range(5):
+        out = tiny_model(x, full_mae=True)
+        target = tiny_model.patchify(x)
+        loss = ((out.patches - target) ** 2).mean() + ((out.full_mae_patches - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    # gradients reach the encoder through the latent and the bottleneck queries
+    assert tiny_model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert tiny_model.decoder.learned_embed.grad.abs().sum() > 0
