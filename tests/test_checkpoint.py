@@ -88,7 +88,7 @@ def test_corrupt_files_give_clear_errors(tmp_path, corruption):
         path.write_bytes(b"")
     else:
         path.write_text("<!DOCTYPE html><html><body>Hugging Face</body></html>")
-    with pytest.raises(CheckpointError, match="truncated|empty|not a checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated|empty|not a PyTorch checkpoint"):
         BtnkMAE.from_pretrained(path, **HEADS)
 
 
