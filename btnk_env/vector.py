@@ -1,0 +1,167 @@
+"""``BtnkMAEVectorObservation``: the latent observation wrapper for Gymnasium vector environments,
+one batched forward pass over all sub-environments per step, correct under every autoreset mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Tuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+from gymnasium.vector.utils import batch_space
+
+from btnk_env._frames import LATENT_KEY, DeviceLike, FrameEncoder, SizeLike, check_model, find_image_key, target_size
+from btnk_env.wrappers import _check_history, latent_space, wrapped_space
+from models import BtnkMAE
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BtnkMAEVectorObservation"]
+
+
+class BtnkMAEVectorObservation(VectorWrapper):
+    """Replace the image observations of a vector environment by bottleneck-MAE latents.
+
+    Same options and single observation space as :class:`btnk_env.BtnkMAEObservation`; the
+    batched space is ``(num_envs, D)`` (``(num_envs, K, D)`` with ``history=K``, or the batched
+    ``Dict``). All sub-environments' frames of a step are encoded in **one** forward pass.
+
+    Autoreset (``env.metadata["autoreset_mode"]``):
+
+    - ``NEXT_STEP`` (Gymnasium's default): the observation of a terminating step is the episode's
+      final one, encoded as usual; on the next step the sub-environment resets and its history
+      starts afresh.
+    - ``SAME_STEP``: ``info["final_obs"]`` holds the final observations of the sub-environments
+      that ended (``info["_final_obs"]`` marks them); they are encoded in the same forward pass as
+      the step's observations and replaced by their wrapped form (with history: the ending
+      episode's history).
+    - ``DISABLED``: ``reset(options={"reset_mask": mask})`` re-encodes, and restarts the history
+      of, the masked sub-environments only.
+
+    Args:
+        env: a vector environment with uint8 RGB image observations (or a ``Dict`` holding one).
+        model, image_key, keep_image, keep_aspect, size, history, device, precision: as for
+            :class:`btnk_env.BtnkMAEObservation`; ``model`` is shared, never copied.
+
+    Example:
+        >>> import gymnasium as gym, numpy as np
+        >>> from models import BtnkMAE
+        >>> class Frames(gym.Env):
+        ...     observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+        ...     action_space = gym.spaces.Discrete(2)
+        ...     def reset(self, *, seed=None, options=None):
+        ...         return self.observation_space.sample(), {}
+        ...     def step(self, action):
+        ...         return self.observation_space.sample(), 0.0, False, False, {}
+        >>> envs = gym.vector.SyncVectorEnv([Frames] * 3)
+        >>> envs = BtnkMAEVectorObservation(envs, BtnkMAE("test", img_size=32), device="cpu")
+        >>> obs, _ = envs.reset(seed=0)
+        >>> obs.shape, obs.dtype, envs.single_observation_space.shape
+        ((3, 64), dtype('float32'), (64,))
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        model: BtnkMAE,
+        *,
+        image_key: Optional[str] = None,
+        keep_image: bool = False,
+        keep_aspect: bool = True,
+        size: SizeLike = None,
+        history: int = 1,
+        device: DeviceLike = "auto",
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__(env)
+        owner = type(self).__name__
+        if not isinstance(env, VectorEnv):
+            raise TypeError(f"{owner} wraps a gymnasium.vector.VectorEnv, got {type(env).__name__}; use BtnkMAEObservation for one env")
+        self.model = check_model(model, owner)
+        single = env.single_observation_space
+        self.image_key = find_image_key(single, image_key, owner)
+        image_space = single if self.image_key is None else single[self.image_key]
+        self.keep_image = bool(keep_image)
+        self.history = _check_history(history)
+        self.input_size = target_size(image_space.shape[:2], model, keep_aspect, size)
+        self.encoder = FrameEncoder(model, self.input_size, device, precision)
+        self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
+        if "autoreset_mode" not in env.metadata:
+            logger.warning("%s: vector env has no metadata['autoreset_mode']; assuming NEXT_STEP", owner)
+        self.latent_space = latent_space(model.latent_dim, self.history)
+        self.single_observation_space = wrapped_space(single, self.image_key, self.latent_space, self.keep_image)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._buffer = np.zeros((self.num_envs, self.history, model.latent_dim), np.float32)  # (N, K, D)
+        self._needs_reset = np.zeros(self.num_envs, bool)  # NEXT_STEP: sub-envs whose next obs starts an episode
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    # ------------------------------------------------------------------ helpers
+    def _frames(self, obs: Any) -> np.ndarray:
+        return obs if self.image_key is None else obs[self.image_key]
+
+    def _push(self, latents: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Append ``latents: (M, D)`` to the histories of sub-envs ``rows``; returns ``(M, K, D)``."""
+        buf = self._buffer[rows]  # (M, K, D) copy
+        buf[:, :-1] = buf[:, 1:]
+        buf[:, -1] = latents
+        self._buffer[rows] = buf
+        return buf
+
+    def _wrap(self, obs: Any, latent: np.ndarray) -> Any:
+        """Build a (batched or single) wrapped observation from ``latent: (..., K, D)``."""
+        out = latent[..., 0, :] if self.history == 1 else latent  # (..., D) or (..., K, D)
+        if self.image_key is None:
+            return {"image": obs, LATENT_KEY: out} if self.keep_image else out
+        result = {k: v for k, v in obs.items() if self.keep_image or k != self.image_key}
+        result[LATENT_KEY] = out
+        return result
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: Any = None, options: Optional[dict[str, Any]] = None) -> Tuple[Any, dict[str, Any]]:
+        """Reset (all sub-environments, or those of ``options["reset_mask"]``) and encode them."""
+        mask = None
+        if options is not None and options.get("reset_mask") is not None:
+            mask = np.asarray(options["reset_mask"], bool).copy()
+        obs, infos = self.env.reset(seed=seed, options=options)
+        rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(mask)
+        frames = self._frames(obs)
+        latents = self.encoder.encode(frames[rows])  # (M, D), one forward
+        self._buffer[rows] = 0.0
+        self._push(latents, rows)
+        self._needs_reset[rows] = False
+        return self._wrap(obs, self._buffer.copy()), infos
+
+    def step(self, actions: Any) -> Tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step all sub-environments; their frames (and any final frames) in one forward."""
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        n = self.num_envs
+        frames = self._frames(obs)  # (N, H, W, 3)
+        final_rows = np.zeros(0, dtype=np.int64)
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and "final_obs" in infos:
+            marks = infos.get("_final_obs", np.array([o is not None for o in infos["final_obs"]]))
+            final_rows = np.flatnonzero(marks)
+        if len(final_rows):
+            final_frames = np.stack([self._frames(infos["final_obs"][i]) for i in final_rows])
+            latents = self.encoder.encode(np.concatenate([frames, final_frames]))  # (N + M, D), one forward
+            step_latents, final_latents = latents[:n], latents[n:]
+        else:
+            step_latents = self.encoder.encode(frames)  # (N, D)
+
+        if len(final_rows):  # the ending episodes' histories, then fresh ones
+            final_hist = self._push(final_latents, final_rows)  # (M, K, D)
+            final_obs = infos["final_obs"].copy()
+            for j, i in enumerate(final_rows):
+                final_obs[i] = self._wrap(infos["final_obs"][i], final_hist[j])
+            infos = {**infos, "final_obs": final_obs}
+            self._buffer[final_rows] = 0.0
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._buffer[self._needs_reset] = 0.0
+            self._needs_reset = np.logical_or(terminations, truncations)
+        self._push(step_latents, np.arange(n))
+        return self._wrap(obs, self._buffer.copy()), rewards, terminations, truncations, infos
