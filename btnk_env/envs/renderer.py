@@ -183,10 +183,15 @@ class PanoramaRenderer:
         for t in (self._atlas_color, self._atlas_dist):
             t.filter = (moderngl.LINEAR, moderngl.LINEAR)
             t.repeat_x = t.repeat_y = False
-        self._atlas_fbo = ctx.framebuffer([self._atlas_color, self._atlas_dist], ctx.depth_renderbuffer((3 * f, 2 * f)))
+        zbuf = ctx.depth_renderbuffer((3 * f, 2 * f))
         self._pano_color = ctx.renderbuffer((w, h), 4)
         self._pano_dist = ctx.renderbuffer((w, h), 1, dtype="f4")
-        self._pano_fbo = ctx.framebuffer([self._pano_color, self._pano_dist])
+        # with and without the float distance targets (skipping them saves memory traffic)
+        self._fbos = {
+            True: (ctx.framebuffer([self._atlas_color, self._atlas_dist], zbuf),
+                   ctx.framebuffer([self._pano_color, self._pano_dist])),
+            False: (ctx.framebuffer([self._atlas_color], zbuf), ctx.framebuffer([self._pano_color])),
+        }
         tri = np.array([-1, -1, 3, -1, -1, 3], dtype="f4")
         self._quad_vbo = ctx.buffer(tri.tobytes())
         self._quad = ctx.vertex_array(self._pano_prog, [(self._quad_vbo, "2f", "in_xy")])
@@ -269,8 +274,9 @@ class PanoramaRenderer:
         with self.ctx:
             ctx = self.ctx
             ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-            self._atlas_fbo.use()
-            self._atlas_fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+            atlas_fbo, pano_fbo = self._fbos[bool(depth)]
+            atlas_fbo.use()
+            atlas_fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             self._tex.use(2)
             self._prog["u_eye"].value = tuple(eye)
             for i, (fwd, right, up) in enumerate(_FACES):
@@ -287,17 +293,17 @@ class PanoramaRenderer:
                     self._prog["u_offset"].value = tuple(float(v) for v in goal)
                     self._goal[1].render(moderngl.TRIANGLES)
             ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-            self._pano_fbo.use()
+            pano_fbo.use()
             ctx.viewport = (0, 0, self.width, self.height)
             self._atlas_color.use(0)
             self._atlas_dist.use(1)
             self._quad.render(moderngl.TRIANGLES)
             rgb = np.empty((self.height, self.width, 3), np.uint8)
-            self._pano_fbo.read_into(rgb, components=3, attachment=0, alignment=1)
+            pano_fbo.read_into(rgb, components=3, attachment=0, alignment=1)
             dist = None
             if depth:
                 dist = np.empty((self.height, self.width, 1), np.float32)
-                self._pano_fbo.read_into(dist, components=1, attachment=1, dtype="f4")
+                pano_fbo.read_into(dist, components=1, attachment=1, dtype="f4")
         return rgb, dist
 
     def release(self) -> None:
