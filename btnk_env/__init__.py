@@ -23,6 +23,10 @@ _EXPORTS: dict[str, str] = {
     "HabitatPanoramaEnv": "btnk_env.envs.habitat",
     "collect_panoramas": "btnk_env.collect",
     "decode_rollout": "btnk_env.video",
+    "load_latents": "btnk_env.video",
+    "interpolate_latents": "btnk_env.video",
+    "write_video": "btnk_env.video_io",
+    "comparison_frames": "btnk_env.video_layout",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -7,7 +7,8 @@ observations, :data:`IMAGINED_COLOR` (red) for frames the world model imagined. 
 are tiled side by side (wrapping after ``columns``); a caption under each says the step, the kind
 and, with ground truth, the frame's PSNR.
 
-- :func:`comparison_frames`: ``(B, T, H, W, 3)`` -> a video ``(T, H', W', 3)``.
+- :func:`comparison_frames` (:func:`iter_comparison_frames`): ``(B, T, H, W, 3)`` -> a video
+  ``(T, H', W', 3)``.
 - :func:`comparison_strip`: one sequence as a still, time running left to right.
 - :func:`interpolation_frames`: ``[start | decoded | end]`` for a latent interpolation.
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["CONTEXT_COLOR", "IMAGINED_COLOR", "psnr", "error_heatmap", "comparison_frames", "comparison_strip", "interpolation_frames"]
+__all__ = ["CONTEXT_COLOR", "IMAGINED_COLOR", "psnr", "error_heatmap", "comparison_frames", "iter_comparison_frames", "comparison_strip", "interpolation_frames"]
 
 CONTEXT_COLOR = (40, 190, 80)
 """Border of model frames decoded from observed (context) frames."""
@@ -190,6 +191,35 @@ def _caption(t: int, is_context: bool, truth, pred, psnr_caption: bool) -> str:
     return text
 
 
+def iter_comparison_frames(
+    pred: np.ndarray,
+    truth: Optional[np.ndarray] = None,
+    *,
+    context: int = 0,
+    psnr_caption: bool = True,
+    columns: int = 4,
+    scale: Optional[int] = None,
+    border: int = 2,
+    error_gain: float = 4.0,
+) -> Iterator[np.ndarray]:
+    """:func:`comparison_frames` one video frame at a time (for long rollouts; the inputs are
+    validated on the first ``next``). Yields ``(H', W', 3)`` uint8."""
+    pred, truth, scale = _prepare(pred, truth, context, scale)
+    b, t_len, h = pred.shape[:3]
+    band = 14
+    columns = max(1, min(columns, b))
+    gutter = None
+    for t in range(t_len):
+        blocks = []
+        for i in range(b):
+            gt = None if truth is None else truth[i, t]
+            caption = _caption(t, t < context, gt, pred[i, t], psnr_caption)
+            blocks.append(_block(gt, pred[i, t], t < context, caption, scale, border, error_gain, band))
+        if gutter is None:
+            gutter = _labels(blocks[0].shape[0], h * scale + 2 * border, truth is not None, band)
+        yield _grid(blocks, columns, gutter)
+
+
 def comparison_frames(
     pred: np.ndarray,
     truth: Optional[np.ndarray] = None,
@@ -216,7 +246,8 @@ def comparison_frames(
         error_gain: amplification of the error heatmap (see :func:`error_heatmap`).
 
     Returns:
-        ``(T, H', W', 3)`` uint8 video frames.
+        ``(T, H', W', 3)`` uint8 video frames (:func:`iter_comparison_frames` yields them one
+        by one instead).
 
     Example:
         >>> pred = np.zeros((2, 3, 16, 32, 3), np.uint8)
@@ -224,19 +255,8 @@ def comparison_frames(
         >>> video.shape, video.dtype
         ((3, 128, 188, 3), dtype('uint8'))
     """
-    pred, truth, scale = _prepare(pred, truth, context, scale)
-    b, t_len, h = pred.shape[:3]
-    band = 14
-    columns = max(1, min(columns, b))
-    frames = []
-    for t in range(t_len):
-        blocks = []
-        for i in range(b):
-            gt = None if truth is None else truth[i, t]
-            blocks.append(_block(gt, pred[i, t], t < context, _caption(t, t < context, gt, pred[i, t], psnr_caption), scale, border, error_gain, band))
-        gutter = _labels(blocks[0].shape[0], h * scale + 2 * border, truth is not None, band)
-        frames.append(_grid(blocks, columns, gutter))
-    return np.stack(frames)
+    kwargs = dict(context=context, psnr_caption=psnr_caption, columns=columns, scale=scale, border=border, error_gain=error_gain)
+    return np.stack(list(iter_comparison_frames(pred, truth, **kwargs)))
 
 
 def comparison_strip(
