@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "BtnkMAEObservation": "btnk_env.wrappers",
     "BtnkMAEVectorObservation": "btnk_env.vector",
     "BtnkMAEFeaturesExtractor": "btnk_env.sb3",
+    "ResizeForModel": "btnk_env.wrappers",
+    "btnk_policy_kwargs": "btnk_env.sb3",
     "PanoramaRoomsEnv": "btnk_env.envs.panorama_rooms",
     "HabitatPanoramaEnv": "btnk_env.envs.habitat",
     "collect_panoramas": "btnk_env.collect",
