@@ -1,0 +1,10 @@
+"""``python -m training`` (and ``torchrun ... -m training``): the ``btnk-env train`` command."""
+
+import argparse
+import sys
+
+from training.cli import add_arguments, run
+
+parser = argparse.ArgumentParser(prog="python -m training", description="train or finetune a bottleneck MAE")
+add_arguments(parser)
+sys.exit(run(parser.parse_args()))
