@@ -7,18 +7,25 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned, so that no resolver pulls another build later.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean
+.PHONY: install system-deps demo test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
+
+# The built-in panorama world renders through EGL (Mesa's software renderer without a GPU).
+system-deps:
+	@if ldconfig -p | grep -q 'libEGL_mesa.so.0' && ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri; \
+	else echo "note: the built-in panorama world needs EGL: sudo apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"; fi
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet -e ".[dev]" $(TORCH_PINS)
 	touch $@
 
-install: $(VENV)/.installed
+install: system-deps $(VENV)/.installed
 
 demo: install
 	$(BIN)/btnk-env demo

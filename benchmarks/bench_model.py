@@ -1,0 +1,180 @@
+"""Model speed: encode/decode images/s, latency, peak memory, FLOPs and the fraction of this
+machine's measured matmul peak; the exact fast paths against the plain computation; reduced
+precision (bf16, fp16, int8) with its error against fp32.
+
+X
+    python -m benchmarks                          # the whole suite (see benchmarks/__main__.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from benchmarks.common import best_time, flops_per_call, peak_memory_mib, reset_peak_memory
+from models import BtnkMAE, frames_to_tensor
+from models.precision import check_precision, for_inference
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+class PlainDecoder(nn.Module):
+    """The original's decoder computation, for comparison: ``nn.MultiheadAttention`` over N
+    queries and one key (softmax and all), on the same weights."""
+
+    def __init__(self, model: BtnkMAE) -> None:
+        super().__init__()
+        dec = model.decoder
+        d = model.latent_dim
+        self.dec = dec
+        self.mha = nn.MultiheadAttention(d, dec.patch_recon.attn.num_heads, batch_first=True)
+        self.mha.load_state_dict(dec.patch_recon.attn.state_dict())
+        self.mha.to(model.device, model.dtype).eval()
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        dec, recon = self.dec, self.dec.patch_recon
+        queries = (dec.learned_embed + dec.pos_embed).expand(latent.shape[0], -1, -1)
+        kv = recon.kv_norm(latent).unsqueeze(1)
+        attn, _ = self.mha(recon.q_norm(queries), kv, kv)
+        x = queries + attn
+        x = x + recon.mlp(recon.x_norm(x))
+        x = dec.decoder_embed(x)
+        for blk in dec.decoder_blocks:
+            x = blk(x)
+        return dec.decoder_pred(dec.decoder_norm(x))
+
+
+def measure(model: BtnkMAE, batch: int, reps: int = 3, device: str = "cpu") -> dict:
+    """Encode and decode throughput of ``model`` at one batch size."""
+    torch.manual_seed(0)
+    h, w = model.img_size
+    x = torch.randn(batch, 3, h, w, device=device)
+    with torch.inference_mode():
+        z = model.encode(x)
+        reset_peak_memory(device)
+        t_enc = best_time(lambda: model.encode(x), device, reps=reps, warmup=1)
+        t_dec = best_time(lambda: model.decode(z), device, reps=reps, warmup=1)
+        peak = peak_memory_mib(device)
+        flops_enc = flops_per_call(lambda: model.encode(x[:1]))
+        flops_dec = flops_per_call(lambda: model.decode(z[:1]))
+    return {
+        "batch": batch,
+        "encode_img_s": batch / t_enc,
+        "decode_img_s": batch / t_dec,
+        "encode_latency_ms": 1000 * t_enc / batch if batch == 1 else None,
+        "decode_latency_ms": 1000 * t_dec / batch if batch == 1 else None,
+        "encode_gflop_per_img": flops_enc / 1e9,
+        "decode_gflop_per_img": flops_dec / 1e9,
+        "encode_gflop_s": batch * flops_enc / t_enc / 1e9,
+        "decode_gflop_s": batch * flops_dec / t_dec / 1e9,
+        "peak_memory_mib": peak,
+    }
+
+
+def fast_vs_plain(model: BtnkMAE, batch: int = 8, reps: int = 5, device: str = "cpu") -> dict:
+    """The exact fast paths against the plain full-sequence / MultiheadAttention computation,
+    timed interleaved in one run, with their largest output difference."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, *model.img_size, device=device)
+    plain = PlainDecoder(model)
+    with torch.inference_mode():
+        z = model.encode(x)
+        diff_enc = (model.encode(x) - model.encode_tokens(x)[:, 0]).abs().max().item()
+        diff_dec = (model.decode_patches(z) - plain(z)).abs().max().item()
+        times = {"fast_enc": [], "plain_enc": [], "fast_dec": [], "plain_dec": []}
+        for _ in range(reps):  # interleave so that load changes hit both alike
+            times["fast_enc"].append(best_time(lambda: model.encode(x), device, reps=1, warmup=0))
+            times["plain_enc"].append(best_time(lambda: model.encode_tokens(x)[:, 0], device, reps=1, warmup=0))
+            times["fast_dec"].append(best_time(lambda: model.decode_patches(z), device, reps=1, warmup=0))
+            times["plain_dec"].append(best_time(lambda: plain(z), device, reps=1, warmup=0))
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "batch": batch,
+        "encode_speedup": best["plain_enc"] / best["fast_enc"],
+        "decode_speedup": best["plain_dec"] / best["fast_dec"],
+        "encode_max_abs_diff": diff_enc,
+        "decode_max_abs_diff": diff_dec,
+        "encode_img_s": batch / best["fast_enc"],
+        "plain_encode_img_s": batch / best["plain_enc"],
+    }
+
+
+def real_images(size: tuple[int, int], device: str = "cpu") -> torch.Tensor:
+    """The real test images of ``shared/images`` at ``size``, ImageNet-normalized ``(B, 3, H, W)``."""
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted((SHARED / "images" / "imagenet224").glob("*.png")) + sorted((SHARED / "images" / "habitat_pano").glob("*.png"))
+    if not paths:
+        raise FileNotFoundError(f"no images under {SHARED / 'images'}")
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB").resize(size[::-1], Image.BICUBIC)) for p in paths])
+    return frames_to_tensor(frames, device=device)
+
+
+def psnr_normalized(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB between two ImageNet-normalized batches, compared as [0, 1] pixels."""
+    from models import denormalize
+
+    mse = F.mse_loss(denormalize(a.float()).clamp(0, 1), denormalize(b.float()).clamp(0, 1)).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def precision_table(model: BtnkMAE, batch: int = 8, reps: int = 3, device: str = "cpu",
+                    precisions=("fp32", "bf16", "int8", "fp16")) -> list[dict]:
+    """Speed of each precision against fp32 and its error on real images."""
+    x = real_images(model.img_size, device)
+    bench_x = torch.randn(batch, 3, *model.img_size, device=device)
+    rows = []
+    with torch.inference_mode():
+        ref_latent = model.encode(x)
+        ref_images = model.decode(ref_latent)
+        t_ref = best_time(lambda: model.encode(bench_x), device, reps=reps, warmup=1)
+        z_bench = model.encode(bench_x)
+        t_ref_dec = best_time(lambda: model.decode(z_bench), device, reps=reps, warmup=1)
+        for name in precisions:
+            try:
+                check_precision(name, device)
+            except ValueError as err:
+                rows.append({"precision": name, "skipped": str(err)})
+                continue
+            m = for_inference(model, name)
+            latent = m.encode(x).float()
+            images = m.decode(latent).float()
+            t = best_time(lambda: m.encode(bench_x), device, reps=reps, warmup=1)
+            t_dec = best_time(lambda: m.decode(z_bench), device, reps=reps, warmup=1)
+            rows.append({
+                "precision": name,
+                "encode_img_s": batch / t,
+                "encode_speedup": t_ref / t,
+                "decode_img_s": batch / t_dec,
+                "decode_speedup": t_ref_dec / t_dec,
+                "latent_cosine_min": F.cosine_similarity(latent, ref_latent, dim=-1).min().item(),
+                "decode_psnr_vs_fp32_db": psnr_normalized(images, ref_images),
+            })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    model = BtnkMAE(args.preset).to(args.device).eval()
+    rows = [measure(model, int(b), device=args.device) for b in args.batches.split(",")]
+    print(f"{args.preset} at {model.img_size[0]}x{model.img_size[1]} on {args.device}")
+    for r in rows:
+        print(f"  batch {r['batch']:>2}: encode {r['encode_img_s']:7.2f} img/s, decode {r['decode_img_s']:7.2f} img/s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Timing, peak-memory and matmul-peak helpers shared by the benchmark scripts.
+
+Timings take the best of several repetitions after warm-up (the machines are shared and
+noisy; compare ratios measured in one run, never absolute figures across runs).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(fn: Callable[[], object], device: torch.device | str = "cpu", reps: int = 5,
+              warmup: int = 2, min_seconds: float = 0.0) -> float:
+    """Best wall time of ``fn()`` in seconds over ``reps`` runs (after ``warmup`` runs)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    best, total, runs = float("inf"), 0.0, 0
+    while runs < reps or total < min_seconds:
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        elapsed = time.perf_counter() - start
+        best, total, runs = min(best, elapsed), total + elapsed, runs + 1
+    return best
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Reset the peak-memory counter: CUDA allocator stats, or the process's RSS high-water mark."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mib(device: torch.device | str) -> float | None:
+    """Peak memory since :func:`reset_peak_memory`: CUDA allocated bytes, or process peak RSS, MiB."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 2048, reps: int = 5) -> float:
+    """Measured matrix-multiply throughput (GFLOP/s) of this machine for ``dtype``: the best of
+    square ``n x n`` products and of the ViT-B linear shapes, whichever runs fastest."""
+    best = 0.0
+    shapes = [(n, n, n), (1576, 768, 3072), (1576, 3072, 768), (1576, 768, 2304)]
+    with torch.inference_mode():
+        for m, k, o in shapes:
+            a = torch.randn(m, k, device=device, dtype=dtype)
+            b = torch.randn(k, o, device=device, dtype=dtype)
+            t = best_time(lambda: a @ b, device, reps=reps)
+            best = max(best, 2 * m * k * o / t / 1e9)
+    return best
+
+
+def flops_per_call(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"cpu ({torch.get_num_threads()} threads)"
