@@ -74,12 +74,13 @@ def codec_safe_size(height: int, width: int, block: int = 16) -> Tuple[int, int]
 def pad_frame(frame: np.ndarray, size: Tuple[int, int], value: int = 0) -> np.ndarray:
     """Pad ``(H, W, 3)`` uint8 to ``size = (H', W')``, the picture centred (``H' >= H``, ``W' >= W``).
 
-    The picture sits at rows ``(H' - H) // 2 ...``, columns ``(W' - W) // 2 ...``.
+    The picture starts at the even row and column nearest the centre (``(H' - H) // 2`` rounded
+    down to even), so that the 2x2 chroma blocks of yuv420p do not mix it with the border.
     """
     h, w = frame.shape[:2]
     if (h, w) == tuple(size):
         return frame
-    top, left = (size[0] - h) // 2, (size[1] - w) // 2
+    top, left = (size[0] - h) // 4 * 2, (size[1] - w) // 4 * 2
     out = np.full((size[0], size[1], 3), value, np.uint8)
     out[top : top + h, left : left + w] = frame
     return out

@@ -141,8 +141,9 @@ def _labels(block_height: int, tile_height: int, has_truth: bool, band: int, wid
     for name in names:
         cell = np.empty((tile_height, width, 3), np.uint8)
         cell[:] = BACKGROUND
-        y = (tile_height - band) // 2
-        cell[y : y + band] = _text_band(width, band, name)
+        text_height = min(band, tile_height)
+        y = (tile_height - text_height) // 2
+        cell[y : y + text_height] = _text_band(width, text_height, name)
         parts.append(cell)
     parts.append(_text_band(width, band, ""))
     out = _vstack(parts, gap=2)
