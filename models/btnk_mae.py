@@ -28,6 +28,11 @@ FORMAT_VERSION = 1
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+#: ``torch.compile`` modes offered by :meth:`BtnkMAE.enable_compile` (each tested against eager).
+#: Inductor's ``freezing`` is never switched on: combined with max-autotune it was seen to
+#: return a wrong decoder output.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
 
 class BtnkMAEOutput(NamedTuple):
     """What :meth:`BtnkMAE.forward` returns (``None`` where not computed)."""
@@ -67,7 +72,13 @@ class BtnkMAE(nn.Module):
         self.config = config
         self.encoder = BtnkEncoder(config)
         self.decoder = BtnkDecoder(config)
+        self._compiled: dict = {}
         self.init_weights()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_compiled"] = {}  # compiled functions are not copied or pickled; compile again
+        return state
 
     # ------------------------------------------------------------------ properties
     @property
@@ -162,7 +173,8 @@ class BtnkMAE(nn.Module):
     # ------------------------------------------------------------------ computation
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` float, ImageNet-normalized -> latent ``(B, D)`` (after ``act_fn``)."""
-        return self.encoder.forward_latent(self._check_images(images))
+        fn = self._compiled.get("encode", self.encoder.forward_latent)
+        return fn(self._check_images(images))
 
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> all encoder tokens ``(B, 1 + N, D)``; ``[:, 0]`` is the latent."""
@@ -170,7 +182,28 @@ class BtnkMAE(nn.Module):
 
     def decode_patches(self, latent: torch.Tensor) -> torch.Tensor:
         """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)``, normalized pixels, MAE patch order."""
-        return self.decoder(self._check_latent(latent))
+        fn = self._compiled.get("decode", self.decoder)
+        return fn(self._check_latent(latent))
+
+    def enable_compile(self, mode: str = "default", **compile_kwargs: Any) -> "BtnkMAE":
+        """Opt in to ``torch.compile`` for :meth:`encode` and :meth:`decode_patches`.
+
+        Compilation happens at the first call for each input shape (tens of seconds on a CPU;
+        ``benchmarks`` states the time). ``mode`` is one of :data:`COMPILE_MODES`.
+        Call :meth:`disable_compile` to return to eager execution.
+        """
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+        self._compiled = {
+            "encode": torch.compile(self.encoder.forward_latent, mode=mode, **compile_kwargs),
+            "decode": torch.compile(self.decoder, mode=mode, **compile_kwargs),
+        }
+        return self
+
+    def disable_compile(self) -> "BtnkMAE":
+        """Back to eager execution."""
+        self._compiled = {}
+        return self
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """``latent: (B, D)`` -> images ``(B, 3, H, W)``, ImageNet-normalized (not clipped)."""
