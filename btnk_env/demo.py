@@ -1,0 +1,172 @@
+"""``btnk-env demo``: the main job end to end on the built-in defaults.
+
+Creates the built-in panorama world, wraps it with the shipped bottleneck-MAE encoder, runs a
+policy for one episode, decodes every latent back to a panorama, and writes the
+truth / decoded / error comparison video, a still of it, and a short report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "panorama-rooms-small"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path (anything BtnkMAE.from_pretrained loads)")
+    parser.add_argument("--steps", type=int, default=150, help="maximum environment steps (default: 150)")
+    parser.add_argument("--height", type=int, default=256, help="panorama height H of the world, width 2H (default: 256)")
+    parser.add_argument("--seed", type=int, default=15, help="apartment layout seed (default: 15)")
+    parser.add_argument("--world", default="apartment", help="built-in world preset: apartment or single_room")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)")
+    parser.add_argument("--fps", type=float, default=8.0, help="video frame rate")
+    parser.add_argument("--policy", default="auto", choices=("auto", "ppo", "explorer"),
+                        help="a saved PPO agent if there is one (auto), or the scripted explorer")
+
+
+def load_demo_model(name: str):
+    """The shipped model (or ``name``); a random ``tiny`` model with a warning if it is missing."""
+    from models import BtnkMAE
+
+    try:
+        return BtnkMAE.from_pretrained(name), None
+    except (FileNotFoundError, KeyError) as err:
+        warning = (f"model {name!r} is not available ({err}); using an UNTRAINED tiny model, "
+                   f"so the decoded frames are noise")
+        logger.warning(warning)
+        return BtnkMAE("tiny", img_size=(128, 256)).eval(), warning
+
+
+def scripted_explorer(seed: int) -> Callable[[dict], int]:
+    """A policy that heads for the goal it is told about and turns away from walls.
+
+    It reads the agent pose and goal from ``info`` (no learning involved): turn towards the
+    goal until it is within 20 degrees ahead, then walk; after a collision, turn for a few steps.
+    """
+    rng = np.random.default_rng(seed)
+    state = {"escape": 0, "turn": 1}
+
+    def act(info: dict) -> int:
+        if info.get("collided"):
+            state["escape"], state["turn"] = int(rng.integers(2, 5)), int(rng.integers(1, 3))
+        if state["escape"] > 0:
+            state["escape"] -= 1
+            return state["turn"] if state["escape"] > 0 else 0
+        dx, dz = np.asarray(info["goal_position"])[[0, 2]] - np.asarray(info["position"])[[0, 2]]
+        bearing = math.atan2(-dx, -dz)  # heading 0 looks along -z, positive turns left
+        delta = (bearing - info["heading"] + math.pi) % (2 * math.pi) - math.pi
+        if abs(delta) < math.radians(20):
+            return 0
+        return 1 if delta > 0 else 2
+
+    return act
+
+
+def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, height: int = 256, seed: int = 15,
+             world: str = "apartment", device: str = "auto", precision: str = "fp32", fps: float = 8.0,
+             policy: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Run the demo; returns the report (also written to ``out/report.json``)."""
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    import btnk_env  # noqa: F401  (registers the environments)
+    from btnk_env.video import decode_rollout
+    from btnk_env.video_io import check_video_path, write_video
+    from btnk_env.video_layout import comparison_frames, psnr
+    from btnk_env.wrappers import BtnkMAEObservation
+    from models import frames_to_tensor, tensor_to_frames
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    out = Path(out)
+    video_path = check_video_path(out / "episode.mp4")
+    model, warning = load_demo_model(model_name)
+    env = gym.make("btnk_env/PanoramaRooms-v0", height=height, world=world)
+    wrapped = BtnkMAEObservation(env, model, keep_image=True, device=device, precision=precision)
+    act = scripted_explorer(seed)
+    policy_name = "scripted explorer (steers to the goal from the pose in info)"
+
+    frames, latents, rewards = [], [], []
+    obs, info = wrapped.reset(seed=seed)
+    start = time.perf_counter()
+    success = False
+    bar = tqdm(total=steps, desc="episode", unit="step", disable=not progress)
+    for _ in range(steps):
+        frames.append(obs["image"])
+        latents.append(obs["latent"])
+        obs, reward, terminated, truncated, info = wrapped.step(act(info))
+        rewards.append(float(reward))
+        bar.update(1)
+        if terminated or truncated:
+            success = bool(info.get("success"))
+            frames.append(obs["image"])
+            latents.append(obs["latent"])
+            break
+    bar.close()
+    episode_seconds = time.perf_counter() - start
+    wrapped.close()
+
+    latents_np = np.stack(latents).astype(np.float32)  # (T, D)
+    start = time.perf_counter()
+    decoded = decode_rollout(model, latents_np, precision=precision)[0]  # (T, h, w, 3)
+    decode_seconds = time.perf_counter() - start
+    truth = tensor_to_frames(frames_to_tensor(np.stack(frames), size=model.img_size))  # at the model's size
+    frame_psnr = psnr(truth, decoded)  # (T,)
+
+    out.mkdir(parents=True, exist_ok=True)
+    video = comparison_frames(decoded, truth, context=len(decoded), psnr_caption=True)
+    write_video(video_path, video, fps=fps)
+    still = out / "still.png"
+    from PIL import Image
+
+    Image.fromarray(video[len(video) // 2]).save(still)
+    np.save(out / "latents.npy", latents_np)
+
+    report = {
+        "model": model_name if warning is None else "untrained tiny (fallback)",
+        "warning": warning,
+        "policy": policy_name,
+        "world": f"btnk_env/PanoramaRooms-v0, {world}, layout seed {seed}, {height}x{2 * height} panoramas",
+        "model_input": f"{model.img_size[0]}x{model.img_size[1]}",
+        "steps": len(rewards),
+        "episode_return": round(sum(rewards), 3),
+        "success": success,
+        "latent_dim": model.latent_dim,
+        "env_steps_per_s": round(len(rewards) / episode_seconds, 1),
+        "decoded_frames_per_s": round(len(decoded) / decode_seconds, 1),
+        "psnr_db_mean": round(float(np.mean(frame_psnr)), 2),
+        "psnr_db_min": round(float(np.min(frame_psnr)), 2),
+        "files": {"video": str(video_path), "still": str(still), "latents": str(out / "latents.npy"),
+                  "report": str(out / "report.json")},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    report = run_demo(args.out, args.model, args.steps, args.height, args.seed, args.world, args.device,
+                      args.precision, args.fps, args.policy)
+    print()
+    print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")
+    for key in ("model", "policy", "world", "model_input", "steps", "episode_return", "success", "latent_dim",
+                "env_steps_per_s", "decoded_frames_per_s", "psnr_db_mean", "psnr_db_min"):
+        print(f"  {key:<22} {report[key]}")
+    if report["warning"]:
+        print(f"  WARNING: {report['warning']}")
+    print("files:")
+    for key, path in report["files"].items():
+        print(f"  {key:<8} {path}")
+    return 0
