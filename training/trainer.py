@@ -182,6 +182,12 @@ class Trainer:
                            path, saved_hw, self.cfg.model.img_hw)
         else:
             logger.info("resuming from %s at step %d", path, int(state["step"]))
+            before = (state.get("config") or {}).get("train", {})
+            now = self.cfg.train
+            changed = [k for k in ("batch_size", "accum_iter", "epochs", "seed") if k in before and before[k] != getattr(now, k)]
+            if changed or state.get("world_size", self.ctx.world_size) != self.ctx.world_size:
+                logger.warning("resuming with changed %s: the run will not match an uninterrupted one",
+                               changed + (["world_size"] if state.get("world_size") != self.ctx.world_size else []))
         return state
 
     # ------------------------------------------------------------------ checkpoints
