@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from training.config import ConfigError, load_config, to_yaml
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from training.datasets import DatasetError
     from models import CheckpointError
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, other ranks log warnings only
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if main_rank else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)
