@@ -92,3 +92,13 @@ def test_resume_at_a_new_image_size(data, tmp_path):
     model = BtnkMAE.from_pretrained(result.final_dir)
     assert model.img_size == (64, 128) and result.step == 2
     assert load_checkpoint(tmp_path / "run2" / LATEST)["model_config"]["img_size"] == [64, 128]
+
+
+def test_bf16_on_cpu_and_fp16_needs_cuda(data, tmp_path):
+    result = train(golden_config(data, tmp_path / "bf16", "train.epochs=1", "train.precision=bf16", "train.device=cpu",
+                                 "train.norm_pix_loss=true", "optim.clip_grad=1.0"))
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(result.last_metrics[k])) for k in ("loss", "grad_norm"))
+    start = BtnkMAE.from_pretrained(GOLDEN_NOACT, num_heads=4, decoder_num_heads=4).state_dict()
+    assert state_max_diff(start, BtnkMAE.from_pretrained(result.final_dir).state_dict()) > 1e-4
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        train(golden_config(data, tmp_path / "fp16", "train.precision=fp16", "train.device=cpu"))
