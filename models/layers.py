@@ -9,9 +9,13 @@ projection and MLP run for one token instead of ``1 + N``.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from models.kernels import linear_add, linear_gelu
 
 LAYER_NORM_EPS = 1e-6
 
@@ -26,16 +30,17 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: (B, L, C)`` -> ``(B, L, C)``."""
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x: (B, L, C)`` -> ``(B, L, C)`` (plus ``residual`` if given, fused where possible)."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, h, L, hd)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, hd)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)  # (B, L, C)
+        return self.proj(out) if residual is None else linear_add(out, self.proj, residual)
 
-    def forward_first(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention output of the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``."""
+    def forward_first(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attention output of the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``
+        (plus ``residual`` ``(B, 1, C)`` if given)."""
         b, n, c = x.shape
         if isinstance(self.qkv, nn.Linear):
             w, bias = self.qkv.weight, self.qkv.bias
@@ -46,8 +51,8 @@ class Attention(nn.Module):
             q, kv = qkv[:, :1, :c], qkv[..., c:]
         q = q.reshape(b, 1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, 1, hd)
         kv = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (2, B, h, L, hd)
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # (B, h, 1, hd)
-        return self.proj(out.transpose(1, 2).reshape(b, 1, c))
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1]).transpose(1, 2).reshape(b, 1, c)  # (B, 1, C)
+        return self.proj(out) if residual is None else linear_add(out, self.proj, residual)
 
 
 class Mlp(nn.Module):
@@ -59,8 +64,10 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x: (..., C)`` -> ``(..., C)`` (plus ``residual`` if given, fused where possible)."""
+        h = linear_gelu(x, self.fc1)
+        return self.fc2(h) if residual is None else linear_add(h, self.fc2, residual)
 
 
 class Block(nn.Module):
@@ -75,13 +82,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, L, C)`` -> ``(B, L, C)``."""
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = self.attn(self.norm1(x), residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
     def forward_cls(self, x: torch.Tensor) -> torch.Tensor:
         """Output for the first token only: ``x: (B, L, C)`` -> ``(B, 1, C)``.
 
         Equal to ``self.forward(x)[:, :1]`` (up to float rounding), at a fraction of the cost.
         """
-        x0 = x[:, :1] + self.attn.forward_first(self.norm1(x))  # (B, 1, C)
-        return x0 + self.mlp(self.norm2(x0))
+        x0 = self.attn.forward_first(self.norm1(x), residual=x[:, :1])  # (B, 1, C)
+        return self.mlp(self.norm2(x0), residual=x0)

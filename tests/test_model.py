@@ -11,6 +11,7 @@ from models.config import PRESETS
 from models.decoder import PatchReconstruction
 from models.patch_embed import patchify, unpatchify
 from models.pos_embed import sincos_pos_embed
+from tests.conftest import GOLDEN
 
 
 @torch.no_grad()
@@ -162,3 +163,20 @@ def test_model_is_trainable_end_to_end(tiny_model):
     # gradients reach the encoder through the latent and the bottleneck queries
     assert tiny_model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     assert tiny_model.decoder.learned_embed.grad.abs().sum() > 0
+
+
+@torch.no_grad()
+def test_fused_cpu_kernels_equal_plain_path():
+    from models.kernels import fused_kernels_available, set_fused_kernels
+
+    assert fused_kernels_available()  # this PyTorch build (x86 CPU with oneDNN) has them
+    model = BtnkMAE.from_pretrained(GOLDEN / "btnk_tiny_relu_64to128.pth", num_heads=4, decoder_num_heads=4)
+    x = torch.randn(2, 3, 128, 128)
+    fused = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
+    set_fused_kernels(False)
+    try:
+        plain = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
+    finally:
+        set_fused_kernels(True)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
