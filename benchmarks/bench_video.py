@@ -31,7 +31,9 @@ CASES = (("base", (224, 224), (1, 8, 32)), ("small", (256, 512), (1, 8, 32)))
 """(preset, (H, W), batch sizes) measured by default."""
 
 
-def decode_fps(preset: str, size: tuple, batches, precisions=("fp32",), device: str = "cpu", frames: int = 32, reps: int = 3) -> list:
+def decode_fps(
+    preset: str, size: tuple, batches, precisions=("fp32",), device: str = "cpu", frames: int = 32, reps: int = 3
+) -> list:
     """Decoded frames/s of a ``frames``-long rollout at each ``batch_size`` and precision.
 
     Returns:
@@ -43,9 +45,22 @@ def decode_fps(preset: str, size: tuple, batches, precisions=("fp32",), device: 
     rows = []
     for precision in precisions:
         for batch in batches:
-            seconds = best_time(lambda: decode_rollout(model, latents, batch_size=batch, precision=precision), device, reps=reps, warmup=1)
-            rows.append(dict(preset=preset, size=f"{size[0]}x{size[1]}", precision=precision, batch_size=batch,
-                             frames_per_s=round(frames / seconds, 2), ms_per_frame=round(1000 * seconds / frames, 2)))  # fmt: skip
+            seconds = best_time(
+                lambda b=batch, p=precision: decode_rollout(model, latents, batch_size=b, precision=p),
+                device,
+                reps=reps,
+                warmup=1,
+            )
+            rows.append(
+                dict(
+                    preset=preset,
+                    size=f"{size[0]}x{size[1]}",
+                    precision=precision,
+                    batch_size=batch,
+                    frames_per_s=round(frames / seconds, 2),
+                    ms_per_frame=round(1000 * seconds / frames, 2),
+                )
+            )
     return rows
 
 
@@ -68,10 +83,16 @@ def pipeline_fps(size: tuple = (256, 512), sequences: int = 2, steps: int = 16, 
     pred = (truth // 8 * 8 + 4).astype(np.uint8)  # a close, slightly wrong "prediction"
     video = comparison_frames(pred, truth, context=steps // 2)
     out = {"layout_size": f"{video.shape[1]}x{video.shape[2]}"}
-    out["comparison_layout_fps"] = round(steps / best_time(lambda: comparison_frames(pred, truth, context=steps // 2), reps=reps, warmup=0), 2)
+    out["comparison_layout_fps"] = round(
+        steps / best_time(lambda: comparison_frames(pred, truth, context=steps // 2), reps=reps, warmup=0), 2
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        out["mp4_write_fps"] = round(steps / best_time(lambda: write_mp4(Path(tmp) / "v.mp4", video), reps=reps, warmup=0), 2)
-        out["gif_write_fps"] = round(steps / best_time(lambda: write_gif(Path(tmp) / "v.gif", video), reps=reps, warmup=0), 2)
+        out["mp4_write_fps"] = round(
+            steps / best_time(lambda: write_mp4(Path(tmp) / "v.mp4", video), reps=reps, warmup=0), 2
+        )
+        out["gif_write_fps"] = round(
+            steps / best_time(lambda: write_gif(Path(tmp) / "v.gif", video), reps=reps, warmup=0), 2
+        )
     return out
 
 
@@ -95,10 +116,13 @@ def main() -> None:
     print(f"device: {result['device']}")
     print(f"{'preset':<7}{'size':>9}{'precision':>10}{'batch':>7}{'frames/s':>10}{'ms/frame':>10}")
     for row in result["decode"]:
-        print(f"{row['preset']:<7}{row['size']:>9}{row['precision']:>10}{row['batch_size']:>7}{row['frames_per_s']:>10}{row['ms_per_frame']:>10}")
+        cells = f"{row['preset']:<7}{row['size']:>9}{row['precision']:>10}{row['batch_size']:>7}"
+        print(f"{cells}{row['frames_per_s']:>10}{row['ms_per_frame']:>10}")
     pipe = result["pipeline"]
-    print(f"2 x 256x512 comparison ({pipe['layout_size']}): layout {pipe['comparison_layout_fps']} frames/s, "
-          f"MP4 {pipe['mp4_write_fps']} frames/s, GIF {pipe['gif_write_fps']} frames/s")  # fmt: skip
+    print(
+        f"2 x 256x512 comparison ({pipe['layout_size']}): layout {pipe['comparison_layout_fps']} frames/s, "
+        f"MP4 {pipe['mp4_write_fps']} frames/s, GIF {pipe['gif_write_fps']} frames/s"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

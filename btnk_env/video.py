@@ -50,7 +50,9 @@ def check_latents(latents: Latents, latent_dim: int) -> torch.Tensor:
             raise TypeError(f"latents must be float, got dtype {latents.dtype}")
         latents = torch.from_numpy(np.ascontiguousarray(latents))
     if not isinstance(latents, torch.Tensor):
-        raise TypeError(f"latents must be a numpy array or a torch tensor (T, D) or (B, T, D), got {type(latents).__name__}")
+        raise TypeError(
+            f"latents must be a numpy array or a torch tensor (T, D) or (B, T, D), got {type(latents).__name__}"
+        )
     if not latents.is_floating_point():
         raise TypeError(f"latents must be float, got dtype {latents.dtype}")
     if latents.ndim == 2:
@@ -208,7 +210,9 @@ def load_latents(path: Union[str, "os.PathLike[str]"], key: Optional[str] = None
             raise ValueError(f"latents in {path} must be float, got dtype {value.dtype}")
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-        raise ValueError(f"latents in {path} must be a float array, got {getattr(value, 'dtype', type(value).__name__)}")
+        raise ValueError(
+            f"latents in {path} must be a float array, got {getattr(value, 'dtype', type(value).__name__)}"
+        )
     return value.detach().cpu().float()
 
 
@@ -233,7 +237,9 @@ def interpolate_latents(z0: Latents, z1: Latents, steps: int, method: str = "lin
     a = torch.as_tensor(z0).float().flatten()
     b = torch.as_tensor(z1).float().flatten()
     if a.shape != b.shape or a.numel() == 0:
-        raise ValueError(f"z0 and z1 must be two (D,) latents of the same width, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"z0 and z1 must be two (D,) latents of the same width, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int >= 2 (both ends are included), got {steps!r}")
     alpha = torch.linspace(0.0, 1.0, steps).unsqueeze(1)  # (S, 1)

@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -26,19 +26,57 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="anything BtnkMAE.from_pretrained loads: .pth, a save_pretrained folder, a release name")
-    parser.add_argument("--num-heads", type=int, default=None, help="encoder heads, for checkpoints of non-standard width")
-    parser.add_argument("--decoder-num-heads", type=int, default=None, help="decoder heads, for checkpoints of non-standard width")
-    parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None, help="decode at this size instead of the checkpoint's")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="anything BtnkMAE.from_pretrained loads: .pth, a save_pretrained folder, a release name",
+    )
+    parser.add_argument(
+        "--num-heads", type=int, default=None, help="encoder heads, for checkpoints of non-standard width"
+    )
+    parser.add_argument(
+        "--decoder-num-heads", type=int, default=None, help="decoder heads, for checkpoints of non-standard width"
+    )
+    parser.add_argument(
+        "--img-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="decode at this size instead of the checkpoint's",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--latents", type=Path, help="(T, D) or (B, T, D) latents: .npy, .npz, .pt, .safetensors")
-    source.add_argument("--interpolate", type=Path, nargs=2, metavar=("START", "END"), help="two images: decode the path between their latents")
+    source.add_argument(
+        "--interpolate",
+        type=Path,
+        nargs=2,
+        metavar=("START", "END"),
+        help="two images: decode the path between their latents",
+    )
     parser.add_argument("--key", default=None, help="entry of a multi-array latents file")
-    parser.add_argument("--truth", type=Path, default=None, help="ground-truth frames: .npy/.npz (T, H, W, 3) or (B, T, H, W, 3) uint8, a video, or a folder of images")
-    parser.add_argument("--context", type=int, default=0, help="the first K steps were decoded from observations (green); the rest are imagined (red)")
-    parser.add_argument("--layout", choices=("compare", "raw"), default="compare", help="comparison grid (default) or the decoded frames only")
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="ground-truth frames: .npy/.npz (T, H, W, 3) or (B, T, H, W, 3) uint8, a video, or a folder of images",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="the first K steps were decoded from observations (green); the rest are imagined (red)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("compare", "raw"),
+        default="compare",
+        help="comparison grid (default) or the decoded frames only",
+    )
     parser.add_argument("--columns", type=int, default=4, help="sequences per row of the comparison grid")
-    parser.add_argument("--scale", type=int, default=None, help="integer upscaling of the tiles (default: automatic for small frames)")
+    parser.add_argument(
+        "--scale", type=int, default=None, help="integer upscaling of the tiles (default: automatic for small frames)"
+    )
     parser.add_argument("--no-psnr", action="store_true", help="no per-frame PSNR in the captions")
     parser.add_argument("--steps", type=int, default=30, help="frames of an --interpolate video")
     parser.add_argument("--method", choices=("linear", "slerp"), default="slerp", help="latent path of --interpolate")
@@ -47,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", type=int, default=18, help="MP4 quality: x264 constant rate factor (lower is better)")
     parser.add_argument("--batch-size", type=int, default=32, help="frames decoded per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32", help="inference precision")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32", help="inference precision"
+    )
 
 
 def load_frames(path: Path) -> np.ndarray:
@@ -71,7 +111,9 @@ def load_frames(path: Path) -> np.ndarray:
     else:
         frames = np.stack([_rgb(f, path) for f in iio.imread(path, index=None)])
     if frames.dtype != np.uint8 or frames.ndim not in (4, 5) or frames.shape[-1] != 3:
-        raise ValueError(f"ground truth in {path} must be (T, H, W, 3) or (B, T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"ground truth in {path} must be (T, H, W, 3) or (B, T, H, W, 3) uint8, got {frames.shape} {frames.dtype}"
+        )
     return frames
 
 
@@ -115,7 +157,9 @@ def _load_model(args: argparse.Namespace):
 
     from models import BtnkMAE
 
-    overrides = {k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v is not None}
+    overrides = {
+        k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v is not None
+    }
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = BtnkMAE.from_pretrained(args.checkpoint, map_location=device, **overrides)
     if args.img_size is not None:
@@ -128,7 +172,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return _run(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError, CheckpointError) as err:
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        NotADirectoryError,
+        IsADirectoryError,
+        CheckpointError,
+    ) as err:
         print(f"btnk-env video: error: {err}", file=sys.stderr)
         return 2
 
@@ -161,7 +214,10 @@ def _run(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             z = model.encode(frames_to_tensor(np.stack(ends), device=model.device))  # (2, D)
         path = interpolate_latents(z[0].cpu(), z[1].cpu(), args.steps, args.method)  # (S, D)
-        decoded = decode_rollout(model, path, batch_size=args.batch_size, precision=args.precision)[0]
+        with tqdm(total=len(path), desc="decoding", unit="frame", file=sys.stderr) as bar:
+            decoded = decode_rollout(
+                model, path, batch_size=args.batch_size, precision=args.precision, progress=bar.update
+            )[0]
         frames = interpolation_frames(ends[0], decoded, ends[1], scale=args.scale)
         write_video(out, _progress(frames, len(frames), "writing"), args.fps, **writer_kwargs)
         print(f"wrote {out} ({len(frames)} frames, {frames.shape[2]}x{frames.shape[1]})")
@@ -172,7 +228,9 @@ def _run(args: argparse.Namespace) -> int:
     if truth is not None:
         truth = truth[None] if truth.ndim == 4 else truth
         if truth.shape[:2] != (b, t_len):
-            raise ValueError(f"ground truth holds {truth.shape[:2]} (B, T) frames but the latents {(b, t_len)}; they must match")
+            raise ValueError(
+                f"ground truth holds {truth.shape[:2]} (B, T) frames but the latents {(b, t_len)}; they must match"
+            )
         truth = _resize(truth, size)
     if args.context > t_len:
         raise ValueError(f"--context {args.context} is longer than the rollout (T={t_len})")
@@ -182,7 +240,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.layout == "raw":
         frames = _raw_frames(pred)
     else:
-        frames = iter_comparison_frames(pred, truth, context=args.context, psnr_caption=not args.no_psnr, columns=args.columns, scale=args.scale)
+        frames = iter_comparison_frames(
+            pred, truth, context=args.context, psnr_caption=not args.no_psnr, columns=args.columns, scale=args.scale
+        )
     write_video(out, _progress(frames, t_len, "writing"), args.fps, **writer_kwargs)
     print(f"wrote {out} ({t_len} frames of {b} sequence(s))")
     return 0

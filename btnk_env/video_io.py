@@ -22,7 +22,16 @@ from typing import Iterable, Tuple, Union
 
 import numpy as np
 
-__all__ = ["VIDEO_SUFFIXES", "check_video_path", "codec_safe_size", "pad_frame", "write_video", "write_mp4", "write_gif", "write_png_sequence"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "check_video_path",
+    "codec_safe_size",
+    "pad_frame",
+    "write_video",
+    "write_mp4",
+    "write_gif",
+    "write_png_sequence",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +54,9 @@ def check_video_path(path: PathLike, overwrite: bool = True) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"cannot write {path}: use a .mp4 or .gif file, or a folder name without suffix for PNG frames")
+        raise ValueError(
+            f"cannot write {path}: use a .mp4 or .gif file, or a folder name without suffix for PNG frames"
+        )
     parent = path.parent
     existing = parent
     while not existing.exists() and existing != existing.parent:
@@ -227,7 +238,8 @@ def write_video(path: PathLike, frames: Frames, fps: float = 10, **kwargs) -> Pa
 
     Example:
         >>> import tempfile, imageio.v3 as iio
-        >>> out = write_video(Path(tempfile.mkdtemp()) / "clip.gif", np.arange(3, dtype=np.uint8).repeat(192).reshape(3, 8, 8, 3) * 60)
+        >>> frames = np.arange(3, dtype=np.uint8).repeat(192).reshape(3, 8, 8, 3) * 60  # (T, H, W, 3)
+        >>> out = write_video(Path(tempfile.mkdtemp()) / "clip.gif", frames)
         >>> iio.imread(out, index=None).shape
         (3, 8, 8, 3)
     """

@@ -23,7 +23,16 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["CONTEXT_COLOR", "IMAGINED_COLOR", "psnr", "error_heatmap", "comparison_frames", "iter_comparison_frames", "comparison_strip", "interpolation_frames"]
+__all__ = [
+    "CONTEXT_COLOR",
+    "IMAGINED_COLOR",
+    "psnr",
+    "error_heatmap",
+    "comparison_frames",
+    "iter_comparison_frames",
+    "comparison_strip",
+    "interpolation_frames",
+]
 
 CONTEXT_COLOR = (40, 190, 80)
 """Border of model frames decoded from observed (context) frames."""
@@ -79,7 +88,9 @@ def _text_band(width: int, height: int, text: str, color=TEXT_COLOR) -> np.ndarr
 
     band = Image.new("RGB", (width, height), BACKGROUND)
     if text:
-        ImageDraw.Draw(band).text((3, max(0, (height - _font_size(height)) // 2 - 1)), text, fill=tuple(color), font=_font(_font_size(height)))
+        ImageDraw.Draw(band).text(
+            (3, max(0, (height - _font_size(height)) // 2 - 1)), text, fill=tuple(color), font=_font(_font_size(height))
+        )
     return np.asarray(band)
 
 
@@ -129,7 +140,11 @@ def _block(truth, pred, is_context: bool, caption: str, scale: int, border: int,
     kind_color = CONTEXT_COLOR if is_context else IMAGINED_COLOR
     tiles = [_tile(pred, scale, border, kind_color)]
     if truth is not None:
-        tiles = [_tile(truth, scale, border, NEUTRAL_COLOR), tiles[0], _tile(error_heatmap(truth, pred, gain), scale, border, NEUTRAL_COLOR)]
+        tiles = [
+            _tile(truth, scale, border, NEUTRAL_COLOR),
+            tiles[0],
+            _tile(error_heatmap(truth, pred, gain), scale, border, NEUTRAL_COLOR),
+        ]
     tiles.append(_text_band(tiles[0].shape[1], band, caption, kind_color))
     return _vstack(tiles, gap=2)
 
@@ -168,7 +183,9 @@ def _as_batch(frames: np.ndarray, name: str) -> np.ndarray:
     if frames.ndim == 4:
         frames = frames[None]
     if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
-        raise ValueError(f"{name} must be (T, H, W, 3) or (B, T, H, W, 3) uint8, got shape {frames.shape} dtype {frames.dtype}")
+        raise ValueError(
+            f"{name} must be (T, H, W, 3) or (B, T, H, W, 3) uint8, got shape {frames.shape} dtype {frames.dtype}"
+        )
     if 0 in frames.shape[:2]:
         raise ValueError(f"{name} hold no frames (shape {frames.shape})")
     return frames
@@ -179,7 +196,9 @@ def _prepare(pred, truth, context, scale):
     if truth is not None:
         truth = _as_batch(truth, "truth")
         if truth.shape != pred.shape:
-            raise ValueError(f"truth {truth.shape} and pred {pred.shape} must match (B, T, H, W, 3); resize the truth to the model's size")
+            raise ValueError(
+                f"truth {truth.shape} and pred {pred.shape} must match (B, T, H, W, 3); resize the truth to the model's size"
+            )
     if not isinstance(context, int) or context < 0:
         raise ValueError(f"context must be an int >= 0 (the number of observed frames), got {context!r}")
     return pred, truth, _auto_scale(pred.shape[2], scale)
@@ -256,7 +275,9 @@ def comparison_frames(
         >>> video.shape, video.dtype
         ((3, 128, 188, 3), dtype('uint8'))
     """
-    kwargs = dict(context=context, psnr_caption=psnr_caption, columns=columns, scale=scale, border=border, error_gain=error_gain)
+    kwargs = dict(
+        context=context, psnr_caption=psnr_caption, columns=columns, scale=scale, border=border, error_gain=error_gain
+    )
     return np.stack(list(iter_comparison_frames(pred, truth, **kwargs)))
 
 
@@ -293,12 +314,25 @@ def comparison_strip(
     blocks = []
     for s in steps:
         gt = None if truth is None else truth[0, s]
-        blocks.append(_block(gt, pred[0, s], s < context, _caption(s, s < context, gt, pred[0, s], psnr_caption), scale, border, error_gain, band))
+        blocks.append(
+            _block(
+                gt,
+                pred[0, s],
+                s < context,
+                _caption(s, s < context, gt, pred[0, s], psnr_caption),
+                scale,
+                border,
+                error_gain,
+                band,
+            )
+        )
     gutter = _labels(blocks[0].shape[0], h * scale + 2 * border, truth is not None, band)
     return _grid(blocks, len(blocks), gutter)
 
 
-def interpolation_frames(start: np.ndarray, frames: np.ndarray, end: np.ndarray, *, scale: Optional[int] = None, border: int = 2) -> np.ndarray:
+def interpolation_frames(
+    start: np.ndarray, frames: np.ndarray, end: np.ndarray, *, scale: Optional[int] = None, border: int = 2
+) -> np.ndarray:
     """A latent interpolation as a video: each frame shows ``[start | decoded | end]``.
 
     Args:
@@ -312,14 +346,22 @@ def interpolation_frames(start: np.ndarray, frames: np.ndarray, end: np.ndarray,
     frames = _as_batch(frames, "frames")[0]
     for name, img in (("start", start), ("end", end)):
         if img.shape != frames.shape[1:] or img.dtype != np.uint8:
-            raise ValueError(f"{name} must be {frames.shape[1:]} uint8 like the decoded frames, got {img.shape} {img.dtype}")
+            raise ValueError(
+                f"{name} must be {frames.shape[1:]} uint8 like the decoded frames, got {img.shape} {img.dtype}"
+            )
     scale = _auto_scale(frames.shape[1], scale)
     band, n = 14, len(frames)
-    first = _vstack([_tile(start, scale, border, CONTEXT_COLOR), _text_band(frames.shape[2] * scale + 2 * border, band, "start")], 2)
-    last = _vstack([_tile(end, scale, border, CONTEXT_COLOR), _text_band(frames.shape[2] * scale + 2 * border, band, "end")], 2)
+    first = _vstack(
+        [_tile(start, scale, border, CONTEXT_COLOR), _text_band(frames.shape[2] * scale + 2 * border, band, "start")], 2
+    )
+    last = _vstack(
+        [_tile(end, scale, border, CONTEXT_COLOR), _text_band(frames.shape[2] * scale + 2 * border, band, "end")], 2
+    )
     out = []
     for i, frame in enumerate(frames):
         alpha = i / max(1, n - 1)
-        middle = _vstack([_tile(frame, scale, border, IMAGINED_COLOR), _text_band(first.shape[1], band, f"alpha={alpha:.2f}")], 2)
+        middle = _vstack(
+            [_tile(frame, scale, border, IMAGINED_COLOR), _text_band(first.shape[1], band, f"alpha={alpha:.2f}")], 2
+        )
         out.append(_hstack([first, middle, last], 4))
     return np.stack(out)

@@ -63,7 +63,9 @@ def load_model(name: str, size: tuple) -> tuple:
     except (FileNotFoundError, OSError, ValueError) as err:
         if name != DEFAULT_MODEL:
             raise
-        warnings.warn(f"{name!r} is not available ({err}); using a random 'tiny' model with a fitted output layer", stacklevel=2)
+        warnings.warn(
+            f"{name!r} is not available ({err}); using a random 'tiny' model with a fitted output layer", stacklevel=2
+        )
         torch.manual_seed(0)
         return BtnkMAE("tiny", img_size=size).eval(), True
 
@@ -107,7 +109,10 @@ def main() -> None:
 
     env = gym.make("btnk_env/PanoramaRooms-v0", height=args.height, layout_seed=args.layout_seed)
     rng = np.random.default_rng(0)
-    episodes = [collect(env, seed, args.steps, rng) for seed in tqdm(range(args.train_episodes + args.sequences), desc="episodes")]
+    episodes = [
+        collect(env, seed, args.steps, rng)
+        for seed in tqdm(range(args.train_episodes + args.sequences), desc="episodes")
+    ]
     env.close()
     train, test = episodes[: args.train_episodes], episodes[args.train_episodes :]
     steps = min(len(frames) for frames, _ in test)

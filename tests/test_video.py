@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-# torch's optimizers import torch._dynamo, which loads triton's LLVM; loading it after Mesa's
-# llvmpipe (the PanoramaRooms renderer) crashes the process. Load it first (before any env).
-import torch._dynamo  # noqa: F401  isort: skip
-
 import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np

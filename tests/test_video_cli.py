@@ -31,7 +31,15 @@ def files(tmp_path):
 def test_comparison_video_equals_the_library_layout(files):
     model, tmp, latents, truth = files
     out = tmp / "frames"  # no suffix: PNG frames, lossless, to compare exactly
-    args = ["video", "--checkpoint", str(tmp / "model"), "--latents", str(tmp / "latents.npy"), "--truth", str(tmp / "truth.npy")]
+    args = [
+        "video",
+        "--checkpoint",
+        str(tmp / "model"),
+        "--latents",
+        str(tmp / "latents.npy"),
+        "--truth",
+        str(tmp / "truth.npy"),
+    ]
     assert main(args + ["--context", "2", "--out", str(out), "--batch-size", "3"]) == 0
     written = np.stack([iio.imread(p) for p in sorted(out.iterdir())])
     expected = comparison_frames(decode_rollout(model, latents), truth, context=2)
@@ -53,7 +61,23 @@ def test_raw_layout_and_interpolation(files, capsys):
 
     iio.imwrite(tmp / "a.png", truth[0, 0])
     iio.imwrite(tmp / "b.png", truth[1, 4])
-    assert main(base + ["--interpolate", str(tmp / "a.png"), str(tmp / "b.png"), "--steps", "4", "--method", "linear", "--out", str(tmp / "i")]) == 0
+    assert (
+        main(
+            base
+            + [
+                "--interpolate",
+                str(tmp / "a.png"),
+                str(tmp / "b.png"),
+                "--steps",
+                "4",
+                "--method",
+                "linear",
+                "--out",
+                str(tmp / "i"),
+            ]
+        )
+        == 0
+    )
     frames = np.stack([iio.imread(p) for p in sorted((tmp / "i").iterdir())])
     path = interpolate_latents(latents[0, 0], latents[1, 4], 4, "linear")
     expected = interpolation_frames(truth[0, 0], decode_rollout(model, path)[0], truth[1, 4])

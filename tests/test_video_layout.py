@@ -110,6 +110,8 @@ def test_strip_and_interpolation(rollouts):
     frames = interpolation_frames(truth[0, 0], pred[1], truth[0, 1], scale=1)
     assert frames.shape[0] == 4
     for i in range(4):
-        assert _contains(frames[i], truth[0, 0]) and _contains(frames[i], pred[1, i]) and _contains(frames[i], truth[0, 1])
+        assert (
+            _contains(frames[i], truth[0, 0]) and _contains(frames[i], pred[1, i]) and _contains(frames[i], truth[0, 1])
+        )
     with pytest.raises(ValueError, match="start"):
         interpolation_frames(truth[0, 0, :4], pred[1], truth[0, 1])
