@@ -160,7 +160,7 @@ def lr_scaled(optimizer_class: Type[torch.optim.Optimizer] = torch.optim.Adam) -
         >>> b._btnk_lr_scale = 0.1
         >>> opt = lr_scaled(torch.optim.SGD)([a, b], lr=1.0)
         >>> a.grad, b.grad = torch.ones(1), torch.ones(1)
-        >>> opt.step(); round(float(a), 3), round(float(b), 3)
+        >>> opt.step(); round(a.item(), 3), round(b.item(), 3)
         (-1.0, -0.1)
     """
     if optimizer_class in _SCALED_CLASSES:
