@@ -114,7 +114,21 @@ void main() {
 """
 
 
+def _load_llvm_users_first() -> None:
+    """Load PyTorch's compiler stack (triton and its LLVM) before Mesa's llvmpipe.
+
+    Mesa's software renderer and triton each bring an LLVM; if llvmpipe is loaded first, the
+    first ``torch.optim`` optimizer (which imports ``torch._dynamo``, hence triton) crashes the
+    process with a segfault. Importing it first avoids that (about 2 s, once per process).
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # torch absent or built without the compiler: nothing to order
+        pass
+
+
 def _create_context():
+    _load_llvm_users_first()
     try:
         import moderngl
     except ImportError as err:  # pragma: no cover - moderngl is a core dependency
