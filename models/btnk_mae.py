@@ -252,13 +252,17 @@ class BtnkMAE(nn.Module):
         return self
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, directory: PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file)."""
+    def save_pretrained(self, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file).
+
+        ``dtype`` (e.g. ``torch.float16``) stores the weights at that precision to halve the file;
+        they load back as float32.
+        """
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()}
         meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
             tmp_path = tmp.name

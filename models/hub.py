@@ -24,8 +24,9 @@ RELEASES: Dict[str, str] = {
     "btnk_mae_vit_large_relu_224": "btnk_mae_vit_large_relu_224.pth",
 }
 
-#: Models shipped inside this package (no network needed): name -> folder in ``models/weights``.
-BUNDLED: Dict[str, str] = {}
+#: Models shipped inside this package (no network needed): name -> folder in ``models/weights``
+#: (``config.json``, ``model.safetensors`` and a ``MODEL_CARD.md`` on how it was made).
+BUNDLED: Dict[str, str] = {"panorama-rooms-small": "panorama_rooms_small"}
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
