@@ -24,3 +24,9 @@ def tiny_model():
 
     torch.manual_seed(0)
     return BtnkMAE("test", img_size=(32, 64)).eval()
+
+
+@pytest.fixture(autouse=True)
+def _sb3_logs_in_tmp(tmp_path, monkeypatch):
+    """stable-baselines3 makes an (empty) log folder in the system temp dir for every model; keep it in tmp_path."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
