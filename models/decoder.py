@@ -8,7 +8,7 @@ and MAE's ``decoder_embed``, ``mask_token``, ``decoder_blocks``, ``decoder_norm`
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -86,15 +86,29 @@ class BtnkDecoder(nn.Module):
         self.register_buffer(
             "decoder_pos_embed", sincos_pos_embed(dd, self.grid_size, cls_token=True), persistent=False
         )
+        self._query_source: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None  # see set_grid_size
+        self._query_resampled: Optional[torch.Tensor] = None
 
     def set_grid_size(self, grid_size: Tuple[int, int]) -> None:
         """Move to a new ``(gh, gw)`` grid: sin-cos tables recomputed, the learned queries
-        bicubically resampled (the same parameter, so optimizers keep tracking it)."""
+        bicubically resampled (the same parameter, so optimizers keep tracking it).
+
+        Resampling always starts from the queries as they were last loaded or trained (kept
+        aside on the first move), so going back to that grid restores them exactly and
+        repeated moves do not accumulate interpolation error.
+        """
         old, new = self.grid_size, tuple(grid_size)
         if old == new:
             return
+        current = self.learned_embed.data
+        last = self._query_resampled
+        moved = last is None or last.device != current.device or last.dtype != current.dtype
+        if self._query_source is None or moved or not torch.equal(current, last):
+            self._query_source = (old, current.clone())  # loaded or trained since the last move
+        source_grid, source = self._query_source
         with torch.no_grad():
-            resampled = resample_grid_tokens(self.learned_embed.data, old, new)
+            resampled = source.clone() if source_grid == new else resample_grid_tokens(source, source_grid, new)
+        self._query_resampled = resampled.clone()
         self.learned_embed.data = resampled
         ref = self.pos_embed
         self.pos_embed = sincos_pos_embed(ref.shape[-1], new).to(ref.device, ref.dtype)

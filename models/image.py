@@ -58,7 +58,12 @@ def frames_to_tensor(
         >>> tuple(x.shape), round(float(x[0, 0, 0, 0]), 4)
         ((2, 3, 32, 64), -2.1179)
     """
-    t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if isinstance(frames, np.ndarray):
+        array = np.ascontiguousarray(frames)
+        # read-only arrays (np.asarray of a PIL image, memory maps) are copied; others are shared
+        t = torch.from_numpy(array) if array.flags.writeable else torch.tensor(array)
+    else:
+        t = frames
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"frames must be a numpy array or a torch tensor, got {type(frames).__name__}")
     if t.dtype != torch.uint8:

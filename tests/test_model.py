@@ -180,3 +180,32 @@ def test_fused_cpu_kernels_equal_plain_path():
         set_fused_kernels(True)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_set_img_size_round_trip_restores_queries_exactly():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    original = model.decoder.learned_embed.clone()
+    for size in [(64, 128), (128, 256), 96, 64]:
+        model.set_img_size(size)
+    assert torch.equal(model.decoder.learned_embed, original)
+    # after training at the new size, the trained queries become the source
+    model.set_img_size((64, 128))
+    model.decoder.learned_embed.add_(1.0)
+    trained = model.decoder.learned_embed.clone()
+    model.set_img_size(64)
+    model.set_img_size((64, 128))
+    assert torch.equal(model.decoder.learned_embed, trained)
+
+
+def test_frames_from_read_only_arrays_do_not_warn():
+    import warnings
+
+    import numpy as np
+
+    frames = np.zeros((8, 16, 3), np.uint8)
+    frames.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert frames_to_tensor(frames).shape == (1, 3, 8, 16)
