@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from btnk_env.envs.panorama_rooms import panorama_observation_space
+from btnk_env.envs.task import PointGoalTask, pick_goal
 
 __all__ = ["HabitatPanoramaEnv", "import_habitat_sim", "INSTALL_HINT"]
 
@@ -42,7 +43,7 @@ def import_habitat_sim():
     return habitat_sim
 
 
-class HabitatPanoramaEnv(gym.Env):
+class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     """Point-goal navigation in a Habitat-Sim scene, observed through equirectangular panoramas.
 
     Same contract as :class:`~btnk_env.envs.panorama_rooms.PanoramaRoomsEnv`: observation
@@ -75,8 +76,6 @@ class HabitatPanoramaEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-    SUCCESS_REWARD = 5.0
-    STEP_PENALTY = 0.01
 
     def __init__(
         self,
@@ -201,15 +200,8 @@ class HabitatPanoramaEnv(gym.Env):
         raw = self.sim.step(ACTIONS[int(action)])
         self._collided = bool(raw.get("collided", False))
         self._obs = self._convert(raw)
-        dist = self._distance()
-        success = dist < self.goal_radius
-        reward = (before - dist) - self.STEP_PENALTY + (self.SUCCESS_REWARD if success else 0.0)
-        return self._obs, float(reward), bool(success), False, self._info(success)
-
-    def render(self):
-        if self._obs is None:
-            raise RuntimeError("call reset() before render()")
-        return self._obs["rgb"] if self.depth else self._obs
+        reward, success = self._task_reward(before, self._distance())
+        return self._obs, float(reward), success, False, self._info(success)
 
     def close(self):
         if getattr(self, "sim", None) is not None:
@@ -231,17 +223,9 @@ class HabitatPanoramaEnv(gym.Env):
         return d if math.isfinite(d) else float(np.linalg.norm(position - self._goal))
 
     def _sample_goal(self, start: np.ndarray) -> np.ndarray:
-        lo, hi = self.goal_distance
-        best, best_err = start, math.inf
-        for _ in range(100):
-            p, _ = self.sample_navigable_pose()
-            d = float(self.sim.geodesic_distance(start, p))
-            err = max(lo - d, d - hi, 0.0) if math.isfinite(d) else math.inf
-            if err < best_err:
-                best, best_err = p, err
-            if err == 0.0:
-                break
-        return best
+        """A navigable goal at a geodesic distance within ``goal_distance`` of ``start``."""
+        return pick_goal(lambda: self.sample_navigable_pose()[0],
+                         lambda p: float(self.sim.geodesic_distance(start, p)), self.goal_distance, tries=100, default=start)
 
     def _info(self, success: bool) -> dict[str, Any]:
         position, heading = self.get_pose()

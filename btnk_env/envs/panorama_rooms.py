@@ -17,6 +17,7 @@ from gymnasium import spaces
 from btnk_env.envs.layout import WALL_THICKNESS, Layout, generate_layout
 from btnk_env.envs.mesh import box_mesh, layout_mesh
 from btnk_env.envs.renderer import PanoramaRenderer
+from btnk_env.envs.task import PointGoalTask, pick_goal
 from btnk_env.envs.textures import make_textures
 
 __all__ = ["PanoramaRoomsEnv", "WORLDS", "panorama_observation_space"]
@@ -47,7 +48,7 @@ def panorama_observation_space(height: int, depth: bool) -> spaces.Space:
     return spaces.Dict({"rgb": rgb, "depth": depth_box})
 
 
-class PanoramaRoomsEnv(gym.Env):
+class PanoramaRoomsEnv(PointGoalTask, gym.Env):
     """Point-goal navigation in procedural apartments, observed through 360-degree panoramas.
 
     Observation: ``(H, 2H, 3)`` uint8 equirectangular RGB panorama seen from the agent's eye
@@ -99,8 +100,6 @@ class PanoramaRoomsEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     ACTIONS = ("move_forward", "turn_left", "turn_right")
-    SUCCESS_REWARD = 5.0
-    STEP_PENALTY = 0.01
     EYE_HEIGHT = 1.5
 
     def __init__(
@@ -230,15 +229,8 @@ class PanoramaRoomsEnv(gym.Env):
         else:
             self._heading = _wrap(self._heading + (self.turn if int(action) == 1 else -self.turn))
         self._obs = self._observe()
-        dist = self._distance()
-        success = dist < self.goal_radius
-        reward = (before - dist) - self.STEP_PENALTY + (self.SUCCESS_REWARD if success else 0.0)
-        return self._obs, float(reward), bool(success), False, self._info(success)
-
-    def render(self):
-        if self._obs is None:
-            raise RuntimeError("call reset() before render()")
-        return self._obs["rgb"] if self.depth else self._obs
+        reward, success = self._task_reward(before, self._distance())
+        return self._obs, float(reward), success, False, self._info(success)
 
     def close(self):
         self._renderer.release()
@@ -270,17 +262,10 @@ class PanoramaRoomsEnv(gym.Env):
         return True
 
     def _sample_goal(self, start: np.ndarray) -> np.ndarray:
-        lo, hi = self.goal_distance
-        best, best_err = None, math.inf
-        for _ in range(300):
-            p, _ = self.sample_navigable_pose()
-            d = float(np.hypot(p[0] - start[0], p[2] - start[1]))
-            err = max(lo - d, d - hi, 0.0)
-            if err < best_err:
-                best, best_err = np.array([p[0], p[2]]), err
-            if err == 0.0:
-                break
-        return best
+        """A goal ``(x, z)`` at a straight-line distance within ``goal_distance`` of ``start`` ``(x, z)``."""
+        p = pick_goal(lambda: self.sample_navigable_pose()[0],
+                      lambda q: float(np.hypot(q[0] - start[0], q[2] - start[1])), self.goal_distance, tries=300)
+        return np.array([p[0], p[2]])
 
     def _info(self, success: bool) -> dict[str, Any]:
         position, heading = self.get_pose()
