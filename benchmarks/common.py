@@ -75,10 +75,13 @@ def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n
 
 
 def flops_per_call(fn: Callable[[], object]) -> int:
-    """Floating-point operations of one call, counted by ``torch.utils.flop_counter``."""
+    """Floating-point operations of one call, counted by ``torch.utils.flop_counter`` (on the
+    plain kernels: the counter does not know oneDNN's fused ones, which do the same work)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    from models.kernels import fused_kernels
+
+    with fused_kernels(False), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -15,7 +15,8 @@ build that has the kernel. Everything else uses the plain path.
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -25,10 +26,22 @@ _ENABLED = True
 _AVAILABLE: Optional[bool] = None
 
 
-def set_fused_kernels(enabled: bool) -> None:
-    """Turn the fused CPU inference kernels on (default) or off, process-wide."""
+def set_fused_kernels(enabled: bool) -> bool:
+    """Turn the fused CPU inference kernels on (default) or off, process-wide; returns the
+    previous setting."""
     global _ENABLED
-    _ENABLED = bool(enabled)
+    previous, _ENABLED = _ENABLED, bool(enabled)
+    return previous
+
+
+@contextlib.contextmanager
+def fused_kernels(enabled: bool) -> Iterator[None]:
+    """``with fused_kernels(False): ...`` runs the block on the plain kernels, then restores."""
+    previous = set_fused_kernels(enabled)
+    try:
+        yield
+    finally:
+        set_fused_kernels(previous)
 
 
 def fused_kernels_available() -> bool:

@@ -167,17 +167,14 @@ def test_model_is_trainable_end_to_end(tiny_model):
 
 @torch.no_grad()
 def test_fused_cpu_kernels_equal_plain_path():
-    from models.kernels import fused_kernels_available, set_fused_kernels
+    from models.kernels import fused_kernels, fused_kernels_available
 
     assert fused_kernels_available()  # this PyTorch build (x86 CPU with oneDNN) has them
     model = BtnkMAE.from_pretrained(GOLDEN / "btnk_tiny_relu_64to128.pth", num_heads=4, decoder_num_heads=4)
     x = torch.randn(2, 3, 128, 128)
     fused = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
-    set_fused_kernels(False)
-    try:
+    with fused_kernels(False):
         plain = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
-    finally:
-        set_fused_kernels(True)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
