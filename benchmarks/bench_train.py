@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ def bench_train(preset: str = "small", batch_size: int = 8, img_size: Sequence[i
 
     import torch
 
+    from benchmarks.common import peak_memory_mib
     from models import BtnkMAE
     from training.distributed import resolve_device
     from training.losses import bottleneck_losses
@@ -74,8 +74,8 @@ def bench_train(preset: str = "small", batch_size: int = 8, img_size: Sequence[i
     if dev.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM of this process (ru_maxrss would carry the parent's peak across exec)
+    peak = peak_memory_mib(dev)
     return {"preset": preset, "batch_size": batch_size, "img_size": list(img_size), "precision": precision,
             "device": str(dev), "threads": torch.get_num_threads(),
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
