@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -64,14 +65,20 @@ def test_missing_and_empty_datasets_are_clear_errors(tmp_path):
         build_dataset(str(tmp_path / "empty"), (32, 32))
 
 
-def test_hf_dataset_needs_the_package():
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        with pytest.raises(DatasetError, match="pip install datasets"):
-            build_dataset("hf:imagenet-1k", (224, 224))
-    else:
-        pytest.skip("datasets is installed (loading ImageNet needs the network)")
+def test_hf_dataset_needs_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(DatasetError, match="pip install datasets"):
+        build_dataset("hf:imagenet-1k", (224, 224))
+
+
+def test_hf_dataset_from_a_local_folder(tmp_path, monkeypatch):
+    """``hf:<dir>`` goes through Hugging Face ``datasets`` (its image-folder builder, no network)."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    make_images(tmp_path / "imgs", n=5, size=(40, 48))
+    dataset = build_dataset(f"hf:{tmp_path / 'imgs'}", (32, 32), transform="resize")
+    assert len(dataset) == 5
+    image, key = dataset[0]
+    assert tuple(image.shape) == (3, 32, 32) and image.dtype == torch.float32
 
 
 def test_augmentation_is_a_function_of_the_seed():

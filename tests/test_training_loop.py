@@ -102,3 +102,14 @@ def test_bf16_on_cpu_and_fp16_needs_cuda(data, tmp_path):
     assert state_max_diff(start, BtnkMAE.from_pretrained(result.final_dir).state_dict()) > 1e-4
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         train(golden_config(data, tmp_path / "fp16", "train.precision=fp16", "train.device=cpu"))
+
+
+def test_tensorboard_events_are_written_when_asked(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(golden_config(data, tmp_path / "tb", "train.epochs=1", "io.tensorboard=true"))
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "loss" in " ".join(acc.Tags()["scalars"]) and result.step == 2
