@@ -95,7 +95,7 @@ def dynamics_inputs(z: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint, folder or release name")
-    parser.add_argument("--height", type=int, default=64, help="panorama height (width is twice)")
+    parser.add_argument("--height", type=int, default=128, help="panorama height (width is twice; the shipped model is trained at 128)")
     parser.add_argument("--layout-seed", type=int, default=7)
     parser.add_argument("--train-episodes", type=int, default=8)
     parser.add_argument("--sequences", type=int, default=2, help="test episodes shown side by side")
