@@ -1,4 +1,4 @@
-"""Fused CPU inference kernels: linear + GELU and linear + residual add in one oneDNN call.
+"""Fused CPU inference kernels: linear with its bias, + GELU, + residual add, in one oneDNN call.
 
 On the CPU, ``F.linear`` with a bias first copies the bias into the output and only then runs
 the matrix multiply, and GELU and the residual add each make another pass over memory. oneDNN's
@@ -71,6 +71,13 @@ def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
         and layer.bias is not None
         and fused_kernels_available()
     )
+
+
+def linear(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """``layer(x)`` with the bias added inside the multiply: ``(..., C_in)`` -> ``(..., C_out)``."""
+    if _fusable(x, layer):
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+    return layer(x)
 
 
 def linear_gelu(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:

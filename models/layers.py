@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.kernels import linear_add, linear_gelu
+from models.kernels import linear, linear_add, linear_gelu
 
 LAYER_NORM_EPS = 1e-6
 
@@ -33,7 +33,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x: (B, L, C)`` -> ``(B, L, C)`` (plus ``residual`` if given, fused where possible)."""
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, h, L, hd)
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)  # (B, L, C)
         return self.proj(out) if residual is None else linear_add(out, self.proj, residual)
