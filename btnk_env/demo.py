@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)")
     parser.add_argument("--fps", type=float, default=8.0, help="video frame rate")
-    parser.add_argument("--policy", default="auto", choices=("auto", "ppo", "explorer"),
-                        help="a saved PPO agent if there is one (auto), or the scripted explorer")
+    parser.add_argument("--agent", type=Path, default=None,
+                        help="a stable-baselines3 PPO agent (.zip) trained on this model's latents "
+                             "(examples/train_ppo_latents.py --save); default: the scripted explorer")
 
 
 def load_demo_model(name: str):
@@ -74,9 +75,27 @@ def scripted_explorer(seed: int) -> Callable[[dict], int]:
     return act
 
 
+def ppo_policy(path: Path, latent_dim: int) -> Callable[[dict, np.ndarray], int]:
+    """A saved stable-baselines3 PPO agent acting on ``(D,)`` latents (deterministic actions)."""
+    from stable_baselines3 import PPO
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no agent at {path}: train one with examples/train_ppo_latents.py --save DIR (it writes DIR/ppo_latents.zip)")
+    agent = PPO.load(path, device="cpu")
+    if tuple(agent.observation_space.shape) != (latent_dim,):
+        raise ValueError(f"the agent at {path} acts on observations of shape {agent.observation_space.shape}, "
+                         f"but this model gives ({latent_dim},) latents: use the agent's own model (--model)")
+
+    def act(info: dict, latent: np.ndarray) -> int:
+        action, _ = agent.predict(latent, deterministic=True)
+        return int(action)
+
+    return act
+
+
 def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, height: int = 256, seed: int = 15,
              world: str = "apartment", device: str = "auto", precision: str = "fp32", fps: float = 8.0,
-             policy: str = "auto", progress: bool = True) -> dict[str, Any]:
+             agent: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the demo; returns the report (also written to ``out/report.json``)."""
     import gymnasium as gym
     from tqdm import tqdm
@@ -95,8 +114,12 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     model, warning = load_demo_model(model_name)
     env = gym.make("btnk_env/PanoramaRooms-v0", height=height, world=world)
     wrapped = BtnkMAEObservation(env, model, keep_image=True, device=device, precision=precision)
-    act = scripted_explorer(seed)
-    policy_name = "scripted explorer (steers to the goal from the pose in info)"
+    if agent is not None:
+        act, policy_name = ppo_policy(agent, model.latent_dim), f"PPO agent on latents ({agent})"
+    else:
+        explore = scripted_explorer(seed)
+        act = lambda info, latent: explore(info)  # noqa: E731
+        policy_name = "scripted explorer (steers to the goal from the pose in info)"
 
     frames, latents, rewards = [], [], []
     obs, info = wrapped.reset(seed=seed)
@@ -106,7 +129,7 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     for _ in range(steps):
         frames.append(obs["image"])
         latents.append(obs["latent"])
-        obs, reward, terminated, truncated, info = wrapped.step(act(info))
+        obs, reward, terminated, truncated, info = wrapped.step(act(info, obs["latent"]))
         rewards.append(float(reward))
         bar.update(1)
         if terminated or truncated:
@@ -158,7 +181,7 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = run_demo(args.out, args.model, args.steps, args.height, args.seed, args.world, args.device,
-                      args.precision, args.fps, args.policy)
+                      args.precision, args.fps, args.agent)
     print()
     print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")
     for key in ("model", "policy", "world", "model_input", "steps", "episode_return", "success", "latent_dim",
