@@ -20,6 +20,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "panorama-rooms-small"
+#: PPO agent shipped with the package: trained on panorama-rooms-small latents in
+#: ``world="single_room"`` (examples/train_ppo_latents.py --task rooms --model panorama-rooms-small
+#: --height 128 --timesteps 40000; results.json beside it).
+SHIPPED_AGENT = Path(__file__).resolve().parent / "agents" / "ppo_single_room" / "ppo_latents.zip"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)")
     parser.add_argument("--fps", type=float, default=8.0, help="video frame rate")
-    parser.add_argument("--agent", type=Path, default=None,
-                        help="a stable-baselines3 PPO agent (.zip) trained on this model's latents "
+    parser.add_argument("--agent", default=None,
+                        help="'shipped' (the PPO agent trained in --world single_room on the shipped model's "
+                             "latents) or a stable-baselines3 PPO .zip trained on this model's latents "
                              "(examples/train_ppo_latents.py --save); default: the scripted explorer")
 
 
@@ -95,7 +100,7 @@ def ppo_policy(path: Path, latent_dim: int) -> Callable[[dict, np.ndarray], int]
 
 def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, height: int = 256, seed: int = 15,
              world: str = "apartment", device: str = "auto", precision: str = "fp32", fps: float = 8.0,
-             agent: Path | None = None, progress: bool = True) -> dict[str, Any]:
+             agent: "Path | str | None" = None, progress: bool = True) -> dict[str, Any]:
     """Run the demo; returns the report (also written to ``out/report.json``)."""
     import gymnasium as gym
     from tqdm import tqdm
@@ -115,7 +120,8 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     env = gym.make("btnk_env/PanoramaRooms-v0", height=height, world=world)
     wrapped = BtnkMAEObservation(env, model, keep_image=True, device=device, precision=precision)
     if agent is not None:
-        act, policy_name = ppo_policy(agent, model.latent_dim), f"PPO agent on latents ({agent})"
+        agent = SHIPPED_AGENT if str(agent) == "shipped" else Path(agent)
+        act, policy_name = ppo_policy(agent, model.latent_dim), f"PPO agent on latents ({agent.name})"
     else:
         explore = scripted_explorer(seed)
         act = lambda info, latent: explore(info)  # noqa: E731
