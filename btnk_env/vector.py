@@ -47,16 +47,10 @@ class BtnkMAEVectorObservation(VectorWrapper):
             :class:`btnk_env.BtnkMAEObservation`; ``model`` is shared, never copied.
 
     Example:
-        >>> import gymnasium as gym, numpy as np
+        >>> import gymnasium as gym
+        >>> from btnk_env.testing import RandomFrames
         >>> from models import BtnkMAE
-        >>> class Frames(gym.Env):
-        ...     observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
-        ...     action_space = gym.spaces.Discrete(2)
-        ...     def reset(self, *, seed=None, options=None):
-        ...         return self.observation_space.sample(), {}
-        ...     def step(self, action):
-        ...         return self.observation_space.sample(), 0.0, False, False, {}
-        >>> envs = gym.vector.SyncVectorEnv([Frames] * 3)
+        >>> envs = gym.vector.SyncVectorEnv([lambda: RandomFrames((32, 32, 3))] * 3)
         >>> envs = BtnkMAEVectorObservation(envs, BtnkMAE("test", img_size=32), device="cpu")
         >>> obs, _ = envs.reset(seed=0)
         >>> obs.shape, obs.dtype, envs.single_observation_space.shape

@@ -84,17 +84,10 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
             float32 whatever the precision.
 
     Example:
-        >>> import gymnasium as gym, numpy as np
+        >>> from btnk_env.testing import RandomFrames
         >>> from models import BtnkMAE
-        >>> class Frames(gym.Env):
-        ...     observation_space = gym.spaces.Box(0, 255, (32, 64, 3), np.uint8)
-        ...     action_space = gym.spaces.Discrete(2)
-        ...     def reset(self, *, seed=None, options=None):
-        ...         return self.observation_space.sample(), {}
-        ...     def step(self, action):
-        ...         return self.observation_space.sample(), 0.0, False, False, {}
         >>> model = BtnkMAE("test", img_size=32)
-        >>> env = BtnkMAEObservation(Frames(), model, history=2, device="cpu")
+        >>> env = BtnkMAEObservation(RandomFrames((32, 64, 3)), model, history=2, device="cpu")
         >>> obs, _ = env.reset(seed=0)
         >>> obs.shape, obs.dtype, model.img_size        # 2:1 frames keep their aspect
         ((2, 64), dtype('float32'), (32, 64))
@@ -172,17 +165,10 @@ class ResizeForModel(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     resized bilinearly with antialiasing and rounded.
 
     Example:
-        >>> import gymnasium as gym, numpy as np
+        >>> from btnk_env.testing import RandomFrames
         >>> from models import BtnkMAE
-        >>> class Frames(gym.Env):
-        ...     observation_space = gym.spaces.Box(0, 255, (60, 80, 3), np.uint8)
-        ...     action_space = gym.spaces.Discrete(2)
-        ...     def reset(self, *, seed=None, options=None):
-        ...         return self.observation_space.sample(), {}
-        ...     def step(self, action):
-        ...         return self.observation_space.sample(), 0.0, False, False, {}
         >>> model = BtnkMAE("test", img_size=32)
-        >>> env = ResizeForModel(Frames(), model)
+        >>> env = ResizeForModel(RandomFrames((60, 80, 3)), model)
         >>> env.observation_space.shape, model.img_size
         ((32, 48, 3), (32, 48))
     """
