@@ -29,10 +29,6 @@ a simple task) or anything ``BtnkMAE.from_pretrained`` loads (folder, ``.pth``, 
 
 from __future__ import annotations
 
-# Load torch.compile's triton (and its LLVM) before the renderer's Mesa EGL context exists: the
-# other order segfaults when PPO builds its Adam optimizer (which imports it).
-import torch._dynamo  # noqa: F401,I001
-
 import argparse
 import json
 import sys

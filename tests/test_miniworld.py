@@ -3,8 +3,9 @@ through EGL (Mesa's software renderer on a CPU-only machine)."""
 
 from __future__ import annotations
 
-# Load torch.compile's triton (and its LLVM) before any Mesa EGL context exists (PanoramaRooms,
-# MiniWorld): the other order segfaults at the first torch.optim constructor, which imports it.
+# Load torch.compile's triton (and its LLVM) before MiniWorld's Mesa EGL context exists: the other
+# order segfaults at the first torch.optim constructor, which imports it. (The built-in world's
+# renderer does this itself; MiniWorld is third-party, so its users must.)
 import torch._dynamo  # noqa: F401,E402
 
 import numpy as np

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-# Load torch.compile's triton (and its LLVM) before any Mesa EGL context exists (PanoramaRooms,
-# MiniWorld): the other order segfaults at the first torch.optim constructor, which imports it.
-import torch._dynamo  # noqa: F401,E402
-
 import numpy as np
 import pytest
 import torch
