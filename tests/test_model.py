@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models import BtnkMAE, BtnkMAEConfig, frames_to_tensor, tensor_to_frames
 from models.config import PRESETS
@@ -177,6 +178,69 @@ def test_fused_cpu_kernels_equal_plain_path():
         plain = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_packed_weights_equal_plain_and_follow_weight_changes():
+    from models import kernels
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 48)
+    x = torch.randn(5, 7, 32)
+    with torch.no_grad():
+        previous = kernels.set_weight_packing(True)
+        try:
+            torch.testing.assert_close(kernels.linear_gelu(x, layer), F.gelu(layer(x)), atol=1e-6, rtol=1e-6)
+            assert layer in kernels._PACKED  # the packed copy lives outside the layer
+            # in-place edits (an optimizer step, load_state_dict) repack at the next call
+            layer.weight.mul_(-2.0)
+            torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
+            layer.load_state_dict({"weight": torch.randn(48, 32), "bias": torch.randn(48)})
+            r = torch.randn(5, 7, 48)
+            torch.testing.assert_close(kernels.linear_add(x, layer, r), layer(x) + r, atol=1e-5, rtol=1e-5)
+            layer.double().float()  # new storage
+            torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
+            kernels.set_weight_packing(False)
+            assert len(kernels._PACKED) == 0  # switching off frees the copies
+            torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
+            kernels.set_weight_packing(True)
+            kernels.linear(x, layer)
+            del layer
+            import gc
+
+            gc.collect()
+            assert len(kernels._PACKED) == 0  # nothing kept alive once the model is gone
+            with torch.inference_mode():  # inference tensors have no version counter: used unpacked
+                frozen = torch.nn.Linear(32, 48)
+                torch.testing.assert_close(kernels.linear(x, frozen), frozen(x), atol=1e-6, rtol=1e-6)
+                assert frozen not in kernels._PACKED
+        finally:
+            kernels.set_weight_packing(previous)
+
+
+@torch.no_grad()
+def test_cpu_sub_batches_equal_whole_batch(monkeypatch):
+    import models.btnk_mae as btnk_mae
+
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    x = torch.randn(7, 3, 64, 64)
+    z = torch.randn(7, model.latent_dim)
+    whole = model.encode(x), model.decode(z)
+    monkeypatch.setattr(btnk_mae, "CPU_SUB_BATCH_TOKENS", 2 * (model.config.num_patches + 1))
+    enc_calls, dec_calls = [], []
+    encode = model.encoder.forward_latent
+    monkeypatch.setattr(model.encoder, "forward_latent", lambda t: enc_calls.append(len(t)) or encode(t))
+    model.decoder.register_forward_pre_hook(lambda m, a: dec_calls.append(len(a[0])))
+    split = model.encode(x), model.decode(z)
+    assert enc_calls == [2, 2, 2, 1] and dec_calls == [2, 2, 2, 1]
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # under autograd the batch runs whole
+    enc_calls.clear(), dec_calls.clear()
+    with torch.enable_grad():
+        model.decode(model.encode(x))
+    assert enc_calls == [7] and dec_calls == [7]
 
 
 @torch.no_grad()

@@ -37,6 +37,19 @@ def test_fp32_is_the_same_model(tiny_model):
     assert for_inference(tiny_model, "fp32") is tiny_model
 
 
+def test_bf16_built_under_inference_mode_has_ordinary_packable_weights(tiny_model):
+    from models import kernels
+
+    x = torch.randn(2, 3, *tiny_model.img_size)
+    with torch.inference_mode():
+        fast = for_inference(tiny_model, "bf16")
+        latent = fast.encode(x.bfloat16()).float()
+    assert not fast.encoder.blocks[0].mlp.fc1.weight.is_inference()
+    assert fast.encoder.blocks[0].mlp.fc1 in kernels._PACKED  # the fused kernels use packed weights
+    with torch.no_grad():
+        assert F.cosine_similarity(latent, tiny_model.encode(x), dim=-1).min() > 0.99
+
+
 def test_int8_quantizes_linear_layers(tiny_model):
     q = for_inference(tiny_model, "int8")
     assert not isinstance(q.encoder.blocks[0].mlp.fc1, torch.nn.Linear)
