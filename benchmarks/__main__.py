@@ -86,6 +86,25 @@ def run_suite(args: argparse.Namespace) -> dict:
           f"(max |diff| {fast['encode_max_abs_diff']:.1e}); decode: closed-form cross-attention "
           f"{fast['decode_speedup']:.3f}x nn.MultiheadAttention (max |diff| {fast['decode_max_abs_diff']:.1e})")
 
+    _section("fp32 encode against the matmul peak (base, 224, batch 8)")
+    pf = bench_model.peak_fraction_interleaved(base, batch=8, rounds=2 * args.reps + 1, device=device)
+    results["encode_peak_fraction_interleaved"] = pf
+    print(f"timed in alternation with the fastest matmul ({pf['peak_matmul']}), best of {pf['rounds']} each: "
+          f"encode {pf['encode_gflop_s']:.0f} GFLOP/s = {pf['fraction']:.1%} of {pf['peak_gflop_s']:.0f} GFLOP/s")
+    if device == "cpu":
+        bd = bench_model.time_breakdown(base, batch=8, reps=2 * args.reps + 1, device=device)
+        bd["ceiling_fraction_of_fp32_peak"] = bench_model.ceiling_fraction(bd, pf["peak_gflop_s"])
+        results["encode_time_breakdown"] = bd
+        enc, peak = bd["encode_ms"], pf["peak_gflop_s"]
+        print(f"where the time goes (fastest of {2 * args.reps + 1} encodes, {enc:.0f} ms for {bd['gflop']:.0f} GFLOP):")
+        print(f"  linear layers   {bd['linear_ms']:6.0f} ms ({bd['linear_ms'] / enc:4.0%})  "
+              f"{bd['linear_gflop_s']:5.0f} GFLOP/s = {bd['linear_gflop_s'] / peak:.0%} of the peak")
+        print(f"  attention       {bd['attention_ms']:6.0f} ms ({bd['attention_ms'] / enc:4.0%})  "
+              f"{bd['attention_gflop_s']:5.0f} GFLOP/s = {bd['attention_gflop_s'] / peak:.0%} of the peak")
+        print(f"  everything else {bd['other_ms']:6.0f} ms ({bd['other_ms'] / enc:4.0%})  (layer norms, patch embedding, reshapes)")
+        print(f"  ceiling (linear layers as timed, attention at the peak rate, the rest free): "
+              f"{bd['ceiling_fraction_of_fp32_peak']:.0%} of the peak")
+
     _section("reduced precision (base, 224, batch 8; error on the real images, random weights)")
     precisions = ("fp32", "bf16", "int8", "fp16")
     table = bench_model.precision_table(base, batch=8, reps=args.reps, device=device, precisions=precisions)
@@ -207,7 +226,16 @@ def _targets(r: dict) -> list[str]:
     b8 = next((x for x in r.get("model", []) if x["preset"] == "base" and x["size"] == "224x224" and x["batch"] == 8), None)
     if b8:
         frac = b8["encode_fraction_of_fp32_peak"]
-        check(frac >= 0.9, f"fp32 base encode at batch 8: {100 * frac:.0f}% of the measured fp32 matmul peak (target 90%)")
+        pf = r.get("encode_peak_fraction_interleaved")
+        if pf:
+            check(pf["fraction"] >= 0.9, f"fp32 base encode at batch 8: {pf['fraction']:.1%} of the fp32 matmul peak timed "
+                  f"in alternation ({frac:.0%} of the peak measured at the start) (target 90%)")
+        else:
+            check(frac >= 0.9, f"fp32 base encode at batch 8: {frac:.0%} of the measured fp32 matmul peak (target 90%)")
+        bd = r.get("encode_time_breakdown")
+        if bd:
+            lines.append(f"      its linear layers run at {bd['linear_gflop_s'] / pf['peak_gflop_s']:.0%} of the peak and take "
+                         f"{bd['linear_ms'] / bd['encode_ms']:.0%} of the time; ceiling {bd['ceiling_fraction_of_fp32_peak']:.0%}")
     fast = r.get("fast_vs_plain")
     if fast:
         check(fast["encode_speedup"] >= 1.05, f"encode vs plain full-sequence path: {fast['encode_speedup']:.3f}x (target 1.05x)")

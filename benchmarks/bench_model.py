@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmarks.common import best_time, flops_per_call, peak_memory_mib, reset_peak_memory
+from benchmarks.common import best_time, flops_per_call, matmul_candidates, peak_memory_mib, reset_peak_memory
 from models import BtnkMAE, frames_to_tensor
 from models.kernels import fused_kernels
 from models.precision import check_precision, for_inference
@@ -115,6 +116,108 @@ def fast_vs_plain(model: BtnkMAE, batch: int = 8, reps: int = 5, device: str = "
         "encode_img_s": batch / best["fast_enc"],
         "plain_encode_img_s": batch / best["plain_enc"],
     }
+
+
+def time_breakdown(model: BtnkMAE, batch: int = 8, reps: int = 3, device: str = "cpu") -> dict:
+    """Where fp32 encode time goes, and the best fraction of the matmul peak it could reach.
+
+    The encode runs ``reps`` times with a wall clock around each of its linear-layer calls
+    (``qkv``/``proj``/``fc1``/``fc2`` and the last block's CLS-only projections, fused kernels as
+    usual) and each attention call; the fastest run is reported. CPU kernels are synchronous, so
+    these are the times spent inside those calls; ``other`` is the rest (layer norms, patch
+    embedding, reshapes, Python). ``ceiling_fraction`` bounds what any schedule of these kernels
+    could reach: the encode's FLOPs over the linear layers' time plus the attention FLOPs at the
+    matmul peak rate, i.e. as if everything but the linear layers were free and attention ran
+    at peak.
+    """
+    import models.layers as layers
+
+    if torch.device(device).type != "cpu":
+        raise ValueError("the time breakdown times synchronous CPU kernels; run it with device='cpu'")
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, *model.img_size, device=device)
+    spent = {"linear": 0.0, "attention": 0.0}
+
+    def timed(fn, key):
+        def wrapped(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[key] += time.perf_counter() - start
+            return out
+        return wrapped
+
+    with torch.inference_mode():
+        flops = flops_per_call(lambda: model.encode(x))
+        attention_flops = flops_per_call(lambda: F.scaled_dot_product_attention(*_attention_inputs(model, batch)))
+        patched = {name: getattr(layers, name) for name in ("linear", "linear_gelu", "linear_add")}
+        sdpa, f_linear = F.scaled_dot_product_attention, F.linear
+        runs = []
+        try:
+            for name, fn in patched.items():
+                setattr(layers, name, timed(fn, "linear"))
+            F.scaled_dot_product_attention = timed(sdpa, "attention")
+            F.linear = timed(f_linear, "linear")  # the last block's CLS-only projections
+            model.encode(x)  # warm-up (packs the weights)
+            for _ in range(reps):
+                spent.update(linear=0.0, attention=0.0)
+                start = time.perf_counter()
+                model.encode(x)
+                runs.append((time.perf_counter() - start, dict(spent)))
+        finally:
+            for name, fn in patched.items():
+                setattr(layers, name, fn)
+            F.scaled_dot_product_attention, F.linear = sdpa, f_linear
+    total, best = min(runs, key=lambda run: run[0])
+    attention_flops *= len(model.encoder.blocks) - 1  # + the last block's one-query attention, ~0
+    return {
+        "batch": batch,
+        "encode_ms": 1000 * total,
+        "gflop": flops / 1e9,
+        "linear_ms": 1000 * best["linear"],
+        "linear_gflop_s": (flops - attention_flops) / best["linear"] / 1e9,
+        "attention_ms": 1000 * best["attention"],
+        "attention_gflop_s": attention_flops / best["attention"] / 1e9,
+        "attention_gflop": attention_flops / 1e9,
+        "other_ms": 1000 * (total - best["linear"] - best["attention"]),
+    }
+
+
+def _attention_inputs(model: BtnkMAE, batch: int) -> tuple:
+    """Random ``q, k, v`` ``(B, h, 1 + N, d)`` of one encoder block's self-attention."""
+    attn = model.encoder.blocks[0].attn
+    shape = (batch, attn.num_heads, model.config.num_patches + 1, attn.head_dim)
+    return tuple(torch.randn(shape) for _ in range(3))
+
+
+def peak_fraction_interleaved(model: BtnkMAE, batch: int = 8, rounds: int = 7, device: str = "cpu") -> dict:
+    """fp32 encode throughput as a fraction of the fp32 matmul peak, both timed in alternation.
+
+    This machine's speed drifts by 10-15% over minutes (shared host, clock changes), so a peak
+    measured at the start of the suite and an encode timed later can disagree by that much. Here
+    the fastest matmul of :func:`~benchmarks.common.matmul_candidates` is picked first, then it
+    and the encode are timed in alternation ``rounds`` times and the best of each is compared:
+    the same number of samples under the same conditions.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, *model.img_size, device=device)
+    with torch.inference_mode():
+        flops = flops_per_call(lambda: model.encode(x))
+        candidates = matmul_candidates(torch.float32, device)
+        label, mm_flops, mm = max(candidates, key=lambda c: c[1] / best_time(c[2], device, reps=3))
+        t_mm, t_enc = [], []
+        model.encode(x)
+        for _ in range(rounds):
+            t_mm.append(best_time(mm, device, reps=1, warmup=0))
+            t_enc.append(best_time(lambda: model.encode(x), device, reps=1, warmup=0))
+    peak, achieved = mm_flops / min(t_mm) / 1e9, flops / min(t_enc) / 1e9
+    return {"batch": batch, "rounds": rounds, "peak_matmul": label, "peak_gflop_s": peak,
+            "encode_gflop_s": achieved, "fraction": achieved / peak}
+
+
+def ceiling_fraction(breakdown: dict, peak_gflop_s: float) -> float:
+    """Encode FLOPs over (linear replay time + attention FLOPs at ``peak_gflop_s``), over the peak."""
+    seconds = breakdown["linear_ms"] / 1000 + breakdown["attention_gflop"] / peak_gflop_s
+    return breakdown["gflop"] / seconds / peak_gflop_s
 
 
 def real_images(size: tuple[int, int], device: str = "cpu") -> torch.Tensor:

@@ -66,28 +66,50 @@ def peak_memory_mib(device: torch.device | str) -> float | None:
     return None
 
 
-def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 2048, reps: int = 5) -> float:
-    """Measured matrix-multiply throughput (GFLOP/s) of this machine for ``dtype``: the best of
-    square ``n x n`` products and of the ViT-B linear shapes, whichever runs fastest."""
-    best = 0.0
+def matmul_candidates(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 2048) -> list:
+    """``(label, flops, fn)`` for the matrix multiplies the peak is taken over: square ``n x n``
+    products and the ViT-B linear shapes, each with a plain weight and (on the CPU) with the
+    oneDNN-packed weight the model's fused kernels use."""
+    from models.kernels import fused_kernels_available
+
     shapes = [(n, n, n), (1576, 768, 3072), (1576, 3072, 768), (1576, 768, 2304)]
+    packed = torch.device(device).type == "cpu" and fused_kernels_available()
+    out = []
+    for m, k, o in shapes:
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, o, device=device, dtype=dtype)
+        out.append((f"{m}x{k}x{o}", 2 * m * k * o, lambda a=a, b=b: a @ b))
+        if packed:
+            w = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous())
+            out.append((f"{m}x{k}x{o} packed", 2 * m * k * o,
+                        lambda a=a, w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")))
+    return out
+
+
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 2048, reps: int = 5) -> float:
+    """Measured matrix-multiply throughput (GFLOP/s) of this machine for ``dtype``: the best
+    over :func:`matmul_candidates`, each timed ``reps`` times."""
     with torch.inference_mode():
-        for m, k, o in shapes:
-            a = torch.randn(m, k, device=device, dtype=dtype)
-            b = torch.randn(k, o, device=device, dtype=dtype)
-            t = best_time(lambda: a @ b, device, reps=reps)
-            best = max(best, 2 * m * k * o / t / 1e9)
-    return best
+        return max(flops / best_time(fn, device, reps=reps) / 1e9 for _, flops, fn in matmul_candidates(dtype, device, n))
 
 
 def flops_per_call(fn: Callable[[], object]) -> int:
     """Floating-point operations of one call, counted by ``torch.utils.flop_counter`` (on the
-    plain kernels: the counter does not know oneDNN's fused ones, which do the same work)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    plain kernels: the counter does not know oneDNN's fused ones, which do the same work).
+
+    The counter has formulas for the CUDA attention kernels but not for the CPU's flash
+    attention; it is given the same formula (4 * B * h * L_q * L_k * d), so attention counts
+    on both.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     from models.kernels import fused_kernels
 
-    with fused_kernels(False), FlopCounterMode(display=False) as counter:
+    def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa_flop}
+    with fused_kernels(False), FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         fn()
     return counter.get_total_flops()
 
