@@ -1,0 +1,43 @@
+"""The benchmark helpers count and attribute work correctly (no speed is asserted here)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks import bench_model
+from benchmarks.common import flops_per_call, matmul_candidates
+from models import BtnkMAE
+
+
+def test_flop_count_includes_cpu_attention():
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    assert flops_per_call(lambda: F.scaled_dot_product_attention(q, k, v)) == 4 * 2 * 3 * 5 * 7 * 8
+    x = torch.randn(4, 6)
+    layer = torch.nn.Linear(6, 10)
+    with torch.no_grad():
+        assert flops_per_call(lambda: layer(x)) == 2 * 4 * 6 * 10
+
+
+def test_matmul_candidates_compute_the_products_they_claim():
+    for label, flops, fn in matmul_candidates(torch.float32, n=64):
+        m, k, o = (int(s) for s in label.split()[0].split("x"))
+        assert flops == 2 * m * k * o
+        assert fn().shape == (m, o), label
+
+
+def test_time_breakdown_accounts_for_the_whole_encode_and_restores_the_model():
+    import models.layers as layers
+
+    before = (layers.linear, layers.linear_gelu, layers.linear_add, F.scaled_dot_product_attention, F.linear)
+    model = BtnkMAE("test").eval()
+    bd = bench_model.time_breakdown(model, batch=2, reps=2)
+    assert before == (layers.linear, layers.linear_gelu, layers.linear_add, F.scaled_dot_product_attention, F.linear)
+    parts = bd["linear_ms"] + bd["attention_ms"] + bd["other_ms"]
+    assert abs(parts - bd["encode_ms"]) < 1e-6 and min(bd["linear_ms"], bd["attention_ms"]) > 0
+    attn = model.encoder.blocks[0].attn
+    n = model.config.num_patches + 1
+    expected = 4 * 2 * attn.num_heads * n * n * attn.head_dim * (len(model.encoder.blocks) - 1)
+    assert abs(bd["attention_gflop"] * 1e9 - expected) < 1
+    with torch.no_grad():
+        assert bd["gflop"] * 1e9 == flops_per_call(lambda: model.encode(torch.randn(2, 3, *model.img_size)))
