@@ -3,7 +3,8 @@
 Prints, for this machine: the measured fp32/bf16 matmul peaks; encode and decode images/s at
 batch 1, 8 and 32, batch-1 latency, peak memory, FLOPs per image and the fraction of the peaks,
 for ``base`` and ``large`` at 224x224, 256x512 and 512x1024 panoramas and the small presets; the
-exact fast paths against the plain computation; reduced precision (speed and error against fp32
+exact fast paths against the plain computation; fp32 encode timed in alternation with the matmul
+peak, and where its time goes (linear layers, attention, the rest); reduced precision (speed and error against fp32
 on the real images of ``shared/images``); optionally ``torch.compile``; the wrapper and
 vector-wrapper overheads; decoded video frames/s; environment frames/s; training steps/s. All
 figures go to a JSON file so runs can be compared. Not a test: nothing here asserts a speed.
