@@ -125,6 +125,8 @@ def test_frames_to_tensor_resizes_with_antialiasing():
         (torch.randn(2, 3, 48, 64), ValueError, r"set_img_size\(\(48, 64\)\)"),
         (torch.randn(2, 3, 40, 64), ValueError, "not divisible by the patch size 16"),
         (torch.full((1, 3, 32, 64), float("nan")), ValueError, "NaN"),
+        (torch.randn(2, 3, 32, 64).index_put_((torch.tensor([1]),) * 4, torch.tensor(float("nan"))), ValueError, "NaN"),
+        (torch.randn(2, 3, 32, 64).index_put_((torch.tensor([1]),) * 4, torch.tensor(-float("inf"))), ValueError, "infinite"),
         (torch.zeros(2, 32, 64, 3), ValueError, "frames_to_tensor"),
     ],
 )
@@ -140,6 +142,7 @@ def test_encode_rejects_bad_images(tiny_model, bad, error, match):
         (torch.randn(64), ValueError, r"\(B, 64\)"),
         (torch.zeros(2, 64, dtype=torch.long), TypeError, "float"),
         (torch.full((1, 64), float("inf")), ValueError, "NaN or infinite"),
+        (torch.randn(3, 64).index_put_((torch.tensor([2]), torch.tensor([5])), torch.tensor(float("nan"))), ValueError, "NaN"),
     ],
 )
 def test_decode_rejects_bad_latents(tiny_model, bad, error, match):
