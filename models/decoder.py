@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.config import BtnkMAEConfig
+from models.kernels import linear, linear_add, linear_gelu
 from models.layers import LAYER_NORM_EPS, Block
 from models.pos_embed import resample_grid_tokens, sincos_pos_embed
 
@@ -61,7 +62,10 @@ class PatchReconstruction(nn.Module):
     def forward(self, queries: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``queries: (1 or B, N, D)``, ``latent: (B, D)`` -> ``(B, N, D)``."""
         x = queries + self.drop_attn(self.attn(self.kv_norm(latent)))  # (B, N, D)
-        return x + self.drop_res(self.mlp(self.x_norm(x)))
+        if self.training:
+            return x + self.drop_res(self.mlp(self.x_norm(x)))
+        fc1, fc2 = self.mlp[0], self.mlp[3]  # eval: dropout is the identity, fuse GELU and the residual
+        return linear_add(linear_gelu(self.x_norm(x), fc1), fc2, x)
 
 
 class BtnkDecoder(nn.Module):
@@ -119,10 +123,10 @@ class BtnkDecoder(nn.Module):
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """``latent: (B, D)`` -> ``(B, N, p * p * 3)`` predicted patches (normalized pixels)."""
         queries = self.learned_embed + self.pos_embed  # (1, N, D)
-        x = self.decoder_embed(self.patch_recon(queries, latent))  # (B, N, Dd)
+        x = linear(self.patch_recon(queries, latent), self.decoder_embed)  # (B, N, Dd)
         for blk in self.decoder_blocks:
             x = blk(x)
-        return self.decoder_pred(self.decoder_norm(x))
+        return linear(self.decoder_norm(x), self.decoder_pred)
 
     def forward_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
         """MAE's decoder over all encoder tokens: ``(B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
