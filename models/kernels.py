@@ -9,7 +9,8 @@ computation to float rounding (tested).
 
 The fused path is taken only where it is safe: CPU tensors, no autograd recording (eval under
 ``torch.no_grad``/``torch.inference_mode``), a plain ``nn.Linear`` of the input's dtype (not a
-quantized one), not while ``torch.compile`` traces (inductor fuses on its own), and a PyTorch
+quantized one) with no forward hooks (a hooked layer is called as a module, so feature-extraction
+hooks keep working), not while ``torch.compile`` traces (inductor fuses on its own), and a PyTorch
 build that has the kernel. Everything else uses the plain path.
 ``set_fused_kernels(False)`` switches the fused path off (for benchmarks and debugging).
 
@@ -101,6 +102,7 @@ def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
     return (
         _ENABLED
         and type(layer) is nn.Linear
+        and not (layer._forward_hooks or layer._forward_pre_hooks)  # hooks see the plain call
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()  # inductor fuses these itself

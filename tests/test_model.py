@@ -222,6 +222,23 @@ def test_packed_weights_equal_plain_and_follow_weight_changes():
 
 
 @torch.no_grad()
+def test_forward_hooks_on_linear_layers_still_fire_in_fused_inference():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    x = torch.randn(2, 3, 64, 64)
+    fused = model.encode(x)
+    seen = []
+    hooks = [model.encoder.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.append(("fc1", o.shape))),
+             model.decoder.decoder_pred.register_forward_pre_hook(lambda m, i: seen.append(("pred", i[0].shape)))]
+    hooked = model.encode(x)
+    model.decode(hooked)
+    for hook in hooks:
+        hook.remove()
+    assert [name for name, _ in seen] == ["fc1", "pred"]
+    torch.testing.assert_close(hooked, fused, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
 def test_cpu_sub_batches_equal_whole_batch(monkeypatch):
     import models.btnk_mae as btnk_mae
 
