@@ -21,7 +21,9 @@ against the weight's storage, dtype and version counter, so an optimizer step,
 ``load_state_dict``, ``.to()`` or any in-place edit repacks it at the next call and the model
 itself carries no extra state. Weights created under ``torch.inference_mode`` have no version
 counter and are used unpacked. Packing costs one more copy of each linear weight in memory
-(ViT-B encoder: +340 MB); ``set_weight_packing(False)`` turns it off and frees the copies.
+(ViT-B encoder: +340 MB) and a repack after each weight change (about half an encode); a layer
+whose weight keeps changing between a few calls (acting and updating at every step) is left
+unpacked. ``set_weight_packing(False)`` turns packing off and frees the copies.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ import torch.nn.functional as F
 _ENABLED = True
 _PACKING = True
 _AVAILABLE: Optional[bool] = None
-# layer -> ((weight storage pointer, dtype, version), packed weight)
-_PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+#: A packed copy must serve at least this many calls before its weight changes, or the layer
+#: stops being packed (see :func:`_weight`).
+MIN_USES_PER_PACK = 8
+_PACKED: "weakref.WeakKeyDictionary[nn.Linear, _Packed]" = weakref.WeakKeyDictionary()
 
 
 def set_fused_kernels(enabled: bool) -> bool:
@@ -60,26 +64,45 @@ def fused_kernels(enabled: bool) -> Iterator[None]:
 
 
 def set_weight_packing(enabled: bool) -> bool:
-    """Turn weight pre-packing for the fused kernels on (default) or off, process-wide;
-    turning it off frees the packed copies. Returns the previous setting."""
+    """Turn weight pre-packing for the fused kernels on (default) or off, process-wide; returns
+    the previous setting. Either way the packed copies are freed (and layers that had stopped
+    being packed, see :func:`_weight`, are given a fresh start)."""
     global _PACKING
     previous, _PACKING = _PACKING, bool(enabled)
-    if not _PACKING:
-        _PACKED.clear()
+    _PACKED.clear()
     return previous
 
 
+class _Packed:
+    """A layer's packed weight, the weight state it was packed from, and how often it was used."""
+
+    __slots__ = ("key", "weight", "uses")
+
+    def __init__(self, key: tuple, weight: Optional[torch.Tensor]) -> None:
+        self.key, self.weight, self.uses = key, weight, 0
+
+
 def _weight(layer: nn.Linear) -> torch.Tensor:
-    """``layer.weight`` ``(C_out, C_in)``, or its oneDNN-packed copy (same values, blocked layout)."""
+    """``layer.weight`` ``(C_out, C_in)``, or its oneDNN-packed copy (same values, blocked layout).
+
+    A layer whose weight changed before its packed copy was used :data:`MIN_USES_PER_PACK` times
+    (an agent that acts and updates its encoder at every step) stays unpacked from then on:
+    repacking a ViT-B costs about half an encode.
+    """
     weight = layer.weight
     if not _PACKING or weight.is_inference():  # no version counter to tell an edit by
         return weight
     key = (weight.data_ptr(), weight.dtype, weight._version)
     entry = _PACKED.get(layer)
-    if entry is None or entry[0] != key:
-        entry = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
-        _PACKED[layer] = entry
-    return entry[1]
+    if entry is not None and entry.weight is None:  # too often changed: plain weight
+        return weight
+    if entry is None or entry.key != key:
+        if entry is not None and entry.uses < MIN_USES_PER_PACK:
+            _PACKED[layer] = _Packed(key, None)
+            return weight
+        entry = _PACKED[layer] = _Packed(key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
+    entry.uses += 1
+    return entry.weight
 
 
 def fused_kernels_available() -> bool:

@@ -195,14 +195,23 @@ def test_packed_weights_equal_plain_and_follow_weight_changes():
         try:
             torch.testing.assert_close(kernels.linear_gelu(x, layer), F.gelu(layer(x)), atol=1e-6, rtol=1e-6)
             assert layer in kernels._PACKED  # the packed copy lives outside the layer
-            # in-place edits (an optimizer step, load_state_dict) repack at the next call
-            layer.weight.mul_(-2.0)
-            torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
-            layer.load_state_dict({"weight": torch.randn(48, 32), "bias": torch.randn(48)})
             r = torch.randn(5, 7, 48)
-            torch.testing.assert_close(kernels.linear_add(x, layer, r), layer(x) + r, atol=1e-5, rtol=1e-5)
-            layer.double().float()  # new storage
-            torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
+            # in-place edits (an optimizer step, load_state_dict) and new storage repack at the next call
+            edits = [lambda: layer.weight.mul_(-2.0),
+                     lambda: layer.load_state_dict({"weight": torch.randn(48, 32), "bias": torch.randn(48)}),
+                     lambda: layer.double().float()]
+            for edit in edits:
+                for _ in range(kernels.MIN_USES_PER_PACK):
+                    kernels.linear(x, layer)
+                packed_before = kernels._PACKED[layer].weight
+                edit()
+                torch.testing.assert_close(kernels.linear_add(x, layer, r), layer(x) + r, atol=1e-5, rtol=1e-5)
+                assert kernels._PACKED[layer].weight is not packed_before and kernels._PACKED[layer].weight is not None
+            # a weight that changes between every few calls (act, update, act, ...) stops being packed
+            for _ in range(3):
+                layer.weight.add_(0.1)
+                torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
+            assert kernels._PACKED[layer].weight is None
             kernels.set_weight_packing(False)
             assert len(kernels._PACKED) == 0  # switching off frees the copies
             torch.testing.assert_close(kernels.linear(x, layer), layer(x), atol=1e-6, rtol=1e-6)
