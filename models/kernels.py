@@ -39,6 +39,7 @@ import torch.nn.functional as F
 _ENABLED = True
 _PACKING = True
 _AVAILABLE: Optional[bool] = None
+_BF16: Optional[bool] = None
 #: A packed copy must serve at least this many calls before its weight changes, or the layer
 #: stops being packed (see :func:`_weight`).
 MIN_USES_PER_PACK = 8
@@ -121,6 +122,17 @@ def fused_kernels_available() -> bool:
     return _AVAILABLE
 
 
+def _bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 on this CPU (AVX-512 BF16 / AMX); otherwise bf16 takes the plain path."""
+    global _BF16
+    if _BF16 is None:
+        try:
+            _BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            _BF16 = False
+    return _BF16
+
+
 def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
     return (
         _ENABLED
@@ -129,7 +141,7 @@ def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()  # inductor fuses these itself
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _bf16_supported()))
         and layer.weight.dtype == x.dtype
         and layer.bias is not None
         and fused_kernels_available()
