@@ -17,18 +17,18 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "BtnkMAEObservation": "btnk_env.wrappers",
-    "BtnkMAEVectorObservation": "btnk_env.vector",
+    "BtnkMAEVectorObservation": "btnk_env.wrappers",
     "BtnkMAEFeaturesExtractor": "btnk_env.sb3",
     "ResizeForModel": "btnk_env.wrappers",
     "btnk_policy_kwargs": "btnk_env.sb3",
     "PanoramaRoomsEnv": "btnk_env.envs.panorama_rooms",
     "HabitatPanoramaEnv": "btnk_env.envs.habitat",
-    "collect_panoramas": "btnk_env.collect",
+    "collect_panoramas": "btnk_env.collection",
     "decode_rollout": "btnk_env.video",
     "load_latents": "btnk_env.video",
     "interpolate_latents": "btnk_env.video",
-    "write_video": "btnk_env.video_io",
-    "comparison_frames": "btnk_env.video_layout",
+    "write_video": "btnk_env.video.io",
+    "comparison_frames": "btnk_env.video.layout",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -107,8 +107,8 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
 
     import btnk_env  # noqa: F401  (registers the environments)
     from btnk_env.video import decode_rollout
-    from btnk_env.video_io import check_video_path, write_video
-    from btnk_env.video_layout import comparison_frames, psnr
+    from btnk_env.video.io import check_video_path, write_video
+    from btnk_env.video.layout import comparison_frames, psnr
     from btnk_env.wrappers import BtnkMAEObservation
     from models import frames_to_tensor, tensor_to_frames
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from btnk_env.video_layout import psnr
+from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
 
 

@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 import btnk_env  # noqa: F401  (registers the environments)
 from btnk_env.video import decode_rollout
-from btnk_env.video_io import check_video_path, write_video
-from btnk_env.video_layout import comparison_frames, comparison_strip
+from btnk_env.video.io import check_video_path, write_video
+from btnk_env.video.layout import comparison_frames, comparison_strip
 from models import BtnkMAE, frames_to_tensor
 
 DEFAULT_MODEL = "panorama-rooms-small"

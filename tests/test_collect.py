@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from btnk_env.cli import main as cli_main
-from btnk_env.collect import collect_panoramas, load_manifest, parse_seeds
+from btnk_env.collection import collect_panoramas, load_manifest, parse_seeds
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 
 

@@ -41,7 +41,7 @@ def test_train_ppo_latents_trains_evaluates_and_saves(tmp_path):
 
 
 def test_heldout_reconstructions_draws_truth_beside_reconstruction(tmp_path):
-    from btnk_env.collect import collect_panoramas
+    from btnk_env.collection import collect_panoramas
 
     data = collect_panoramas("btnk_env/PanoramaRooms-v0", tmp_path / "data", num_frames=3, seeds=[1000],
                              height=128, frames_per_scene=3, progress=False)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from btnk_env.collect import collect_panoramas, load_manifest
+from btnk_env.collection import collect_panoramas, load_manifest
 
 
 class _Quat:

@@ -1,4 +1,4 @@
-"""Decoding latent rollouts (btnk_env.video) and writing them as videos (btnk_env.video_io)."""
+"""Decoding latent rollouts (btnk_env.video) and writing them as videos (btnk_env.video.io)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 import btnk_env  # noqa: F401  (registers the environments)
 from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
-from btnk_env.video_io import check_video_path, codec_safe_size, write_video
-from btnk_env.video_layout import psnr
+from btnk_env.video.io import check_video_path, codec_safe_size, write_video
+from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
 
 ACTIONS = [0, 0, 1, 0, 0, 2, 2, 0, 0, 1, 0, 0, 0, 2, 0, 0]

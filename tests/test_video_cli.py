@@ -9,7 +9,7 @@ import torch
 
 from btnk_env.cli import main
 from btnk_env.video import decode_rollout, interpolate_latents
-from btnk_env.video_layout import comparison_frames, interpolation_frames
+from btnk_env.video.layout import comparison_frames, interpolation_frames
 from models import BtnkMAE, frames_to_tensor
 
 

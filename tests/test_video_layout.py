@@ -1,11 +1,11 @@
-"""Comparison layouts (btnk_env.video_layout): where the pictures go, borders, error maps, PSNR."""
+"""Comparison layouts (btnk_env.video.layout): where the pictures go, borders, error maps, PSNR."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from btnk_env.video_layout import (
+from btnk_env.video.layout import (
     CONTEXT_COLOR,
     IMAGINED_COLOR,
     comparison_frames,

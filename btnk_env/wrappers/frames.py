@@ -1,7 +1,7 @@
 """Shared plumbing of the observation wrappers: checking image spaces, choosing the model's input
 size, and turning a batch of uint8 frames into latents with one forward pass.
 
-Used by :mod:`btnk_env.wrappers` (one environment), :mod:`btnk_env.vector` (vector environments)
+Used by :mod:`btnk_env.wrappers` (one environment), :mod:`btnk_env.wrappers.vector` (vector environments)
 and :mod:`btnk_env.sb3` (stable-baselines3).
 """
 

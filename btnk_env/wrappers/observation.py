@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from btnk_env._frames import (
+from btnk_env.wrappers.frames import (
     LATENT_KEY,
     DeviceLike,
     FrameEncoder,

@@ -190,8 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
-    from btnk_env.video_io import check_video_path, write_video
-    from btnk_env.video_layout import interpolation_frames, iter_comparison_frames
+    from btnk_env.video.io import check_video_path, write_video
+    from btnk_env.video.layout import interpolation_frames, iter_comparison_frames
     from models.precision import check_precision
 
     out = check_video_path(args.out)

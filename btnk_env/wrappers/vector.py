@@ -13,8 +13,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from btnk_env._frames import LATENT_KEY, DeviceLike, FrameEncoder, SizeLike, check_model, find_image_key, target_size
-from btnk_env.wrappers import _check_history, latent_space, wrapped_space
+from btnk_env.wrappers.frames import LATENT_KEY, DeviceLike, FrameEncoder, SizeLike, check_model, find_image_key, target_size
+from btnk_env.wrappers.observation import _check_history, latent_space, wrapped_space
 from models import BtnkMAE
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ time on the model's device so that long rollouts never hold more than one batch 
 :func:`load_latents` reads sequences saved as ``.npy``, ``.npz``, ``.pt`` or ``.safetensors``;
 :func:`interpolate_latents` walks the straight line (or the great circle) between two latents.
 
-Writing videos is :mod:`btnk_env.video_io`; comparison layouts are :mod:`btnk_env.video_layout`.
+Writing videos is :mod:`btnk_env.video.io`; comparison layouts are :mod:`btnk_env.video.layout`.
 """
 
 from __future__ import annotations
