@@ -60,7 +60,10 @@ def apartment_scene(layout: Layout, textures: np.ndarray):
         layout: the apartment.
         textures: ``(len(Material), S, S, 3)`` uint8 from :func:`~btnk_env.envs.textures.make_textures`.
     """
-    import trimesh
+    try:
+        import trimesh
+    except ImportError as err:
+        raise ImportError("exporting scenes needs trimesh: pip install trimesh (or pip install btnk-env[habitat])") from err
     from PIL import Image
 
     verts = scene_triangles(layout)  # (N, F)
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``btnk-env export-scene``; returns the exit status."""
     try:
         out = export_scene(args.seed, args.out, world=args.world, overwrite=args.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as err:
         print(f"btnk-env export-scene: {err}")
         return 2
     print(f"wrote {out} ({args.world} seed {args.seed}; load it with HabitatPanoramaEnv({str(out)!r}))")
