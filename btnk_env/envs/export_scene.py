@@ -66,22 +66,20 @@ def apartment_scene(layout: Layout, textures: np.ndarray):
         raise ImportError("exporting scenes needs trimesh: pip install trimesh (or pip install btnk-env[habitat])") from err
     from PIL import Image
 
-    verts = scene_triangles(layout)  # (N, F)
-    tint = np.round(verts[:, 9:12], 4)
-    keys = np.concatenate([verts[:, 8:9], tint, verts[:, 12:13]], 1)[::3]  # one key per triangle
-    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    tris = scene_triangles(layout).reshape(-1, 3, VERTEX_FLOATS)  # (T, 3, F)
+    keys = np.concatenate([tris[:, 0, 8:9], np.round(tris[:, 0, 9:12], 4), tris[:, 0, 12:13]], 1)  # layer, tint, emit
+    groups, group_of = np.unique(keys, axis=0, return_inverse=True)
     images = {}
     scene = trimesh.Scene()
-    for g, (layer, r, gg, b, emit) in enumerate(groups):
-        tri = verts.reshape(-1, 3, VERTEX_FLOATS)[inverse.reshape(-1) == g].reshape(-1, VERTEX_FLOATS)
-        layer = int(layer)
+    for g, (layer, *tint, emit) in enumerate(groups):
+        tri = tris[group_of.reshape(-1) == g].reshape(-1, VERTEX_FLOATS)  # (3 * T_g, F)
+        layer, tint = int(layer), [float(v) for v in tint]
         if layer not in images:  # built-in texel row 0 sits at v = 0; trimesh puts image row 0 at v = 1
             images[layer] = Image.fromarray(np.ascontiguousarray(textures[layer][::-1]))
         name = f"{Material(layer).name.lower()}_{g}"
         material = trimesh.visual.material.PBRMaterial(
-            name=name, baseColorTexture=images[layer], baseColorFactor=[float(r), float(gg), float(b), 1.0],
-            metallicFactor=0.0, roughnessFactor=1.0,
-            emissiveFactor=[float(r), float(gg), float(b)] if emit > 0.5 else None)
+            name=name, baseColorTexture=images[layer], baseColorFactor=tint + [1.0],
+            metallicFactor=0.0, roughnessFactor=1.0, emissiveFactor=tint if emit > 0.5 else None)
         mesh = trimesh.Trimesh(
             vertices=tri[:, 0:3].astype(np.float64) @ WORLD_TO_FILE.T,
             faces=np.arange(len(tri)).reshape(-1, 3),
@@ -134,7 +132,8 @@ def _write_new(path: Path, data: bytes, overwrite: bool) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env export-scene``."""
-    parser.add_argument("--seed", type=int, required=True, help="layout seed (the apartment of PanoramaRoomsEnv reset(seed=N))")
+    parser.add_argument("--seed", type=int, required=True,
+                        help="layout seed: the apartment of PanoramaRoomsEnv reset(seed=N)")
     parser.add_argument("--out", required=True, help="the .glb to write, e.g. apartment.glb")
     parser.add_argument("--world", default="apartment", choices=sorted(WORLDS), help="built-in world preset")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
