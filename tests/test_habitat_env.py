@@ -1,24 +1,122 @@
-"""HabitatPanoramaEnv against a stand-in of the habitat_sim calls it makes.
+"""HabitatPanoramaEnv against a stand-in of habitat-sim that cannot invent API.
 
-habitat-sim cannot be installed here (no wheel for this Python, no magnum bindings), so these
-tests inject a fake ``habitat_sim`` module into ``sys.modules``. The fake mirrors the real API the
-adapter uses (names, argument and return types, shapes and dtypes: RGBA uint8 ``(H, W, 4)`` colour,
-``(H, W)`` float32 depth, ``np.quaternion``-like rotations, the ``collided`` flag of ``step``) and
-records every call, so the tests check both the configuration the adapter builds and the
-observation contract it returns.
+habitat-sim cannot be installed here, so these tests inject a stand-in ``habitat_sim`` module into
+``sys.modules``. The stand-in is held to ``tests/habitat_api.json``, the list of public
+habitat-sim names the adapter uses, each read from habitat-sim's source with the release it first
+appears in: every stand-in module and object refuses any public name not on that list for the
+habitat-sim version it plays (0.2.2 or 0.3.3), and a static scan of the adapter's source checks
+the names it touches. The stand-in behaves like the real simulator where the adapter once went
+wrong on it:
+
+1. there is no ``Simulator.geodesic_distance`` (distances come from ``ShortestPath`` and
+   ``pathfinder.find_path``, infinite between islands);
+2. the navmesh of its closed 8 x 8 m room has a second, larger island on the roof, and
+   ``get_random_navigable_point`` samples both;
+3. its equirectangular depth is the planar depth of each cube face;
+4. a simulator whose scene failed to load and that is still alive when another one is created or
+   collected counts as the process abort ``GL::Context::current(): no current context``.
+5. resolutions are Eigen vectors up to 0.3.0 (a Python list crashes pybind11 2.9 with NumPy 2)
+   and Magnum vectors from 0.3.1; a headless machine without a CUDA EGL device cannot render.
 """
 
 from __future__ import annotations
 
+import ast
+import gc
+import json
 import math
+import re
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from btnk_env.collection import collect_panoramas, load_manifest
+
+API = json.loads((Path(__file__).with_name("habitat_api.json")).read_text(encoding="utf-8"))
+VERSIONS = ("0.2.2", "0.3.3")
+ADAPTER = Path(__file__).resolve().parents[1] / "btnk_env" / "envs" / "habitat.py"
+
+FLOOR_Y, ROOF_Y, HALF = 0.1, 3.3, 4.0  # floor navmesh height, roof navmesh height, room half-width
+CEILING_Y = 3.0
+ABORT = "GL::Context::current(): no current context"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split("."))
+
+
+def _allowed(owner: str, version: str) -> frozenset:
+    return frozenset(n for n, m in API["owners"].get(owner, {}).items() if _version(m["since"]) <= _version(version))
+
+
+class _Strict:
+    """A stand-in object whose public attributes are limited to the API list's members of its owner."""
+
+    _allowed: frozenset = frozenset()
+    _owner = ""
+
+    def __getattribute__(self, name):
+        if not name.startswith("_") and name not in type(self)._allowed:
+            raise AttributeError(f"{type(self)._owner} has no attribute {name!r} (not in tests/habitat_api.json)")
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        if not name.startswith("_") and name not in type(self)._allowed:
+            raise AttributeError(f"{type(self)._owner} has no attribute {name!r} (not in tests/habitat_api.json)")
+        object.__setattr__(self, name, value)
+
+
+class _StrictModule(types.ModuleType):
+    """A stand-in module whose public names are limited to the API list's members of the module."""
+
+    def __getattribute__(self, name):
+        allowed = types.ModuleType.__getattribute__(self, "_allowed_names")
+        if not name.startswith("_") and name not in allowed:
+            raise AttributeError(f"module {types.ModuleType.__getattribute__(self, '__name__')!r} "
+                                 f"has no attribute {name!r} (not in tests/habitat_api.json)")
+        return types.ModuleType.__getattribute__(self, name)
+
+
+def _module(name: str, version: str, **members) -> _StrictModule:
+    mod = _StrictModule(name)
+    mod._allowed_names = _allowed(name, version)
+    for key, value in members.items():
+        setattr(mod, key, value)
+    return mod
+
+
+def _restrict(owner: str, version: str):
+    """Class decorator: limit a stand-in class to the listed members of ``owner`` at ``version``."""
+
+    def decorate(cls):
+        cls._owner, cls._allowed = owner, _allowed(owner, version)
+        return cls
+
+    return decorate
+
+
+def pixel_directions(height: int) -> np.ndarray:
+    """``(H, 2H, 3)`` unit rays of the panorama pixel centres in the camera frame (x right, y up, -z ahead)."""
+    lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi
+    lon = (np.arange(2 * height) + 0.5) / (2 * height) * 2 * np.pi - np.pi
+    lat, lon = np.meshgrid(lat, lon, indexing="ij")
+    return np.stack([np.sin(lon) * np.cos(lat), np.sin(lat), -np.cos(lon) * np.cos(lat)], -1)
+
+
+def room_ray_distance(eye: np.ndarray, heading: float, height: int) -> np.ndarray:
+    """``(H, 2H)`` distance along each pixel's ray from ``eye`` to the closed box room (walls at +-4 m,
+    floor at 0, ceiling at 3 m)."""
+    d = pixel_directions(height)
+    c, s = math.cos(heading), math.sin(heading)
+    world = np.stack([c * d[..., 0] + s * d[..., 2], d[..., 1], -s * d[..., 0] + c * d[..., 2]], -1)
+    lo, hi = np.array([-HALF, 0.0, -HALF]), np.array([HALF, CEILING_Y, HALF])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(world > 0, (hi - eye) / world, np.where(world < 0, (lo - eye) / world, np.inf))
+    return t.min(-1)
 
 
 class _Quat:
@@ -28,60 +126,133 @@ class _Quat:
         self.w, self.x, self.y, self.z = w, x, y, z
 
 
-def _fake_habitat_sim():
-    hs = types.ModuleType("habitat_sim")
-    agent_mod = types.ModuleType("habitat_sim.agent")
-    utils_mod = types.ModuleType("habitat_sim.utils")
-    common = types.ModuleType("habitat_sim.utils.common")
-    hs.calls = []
+def _fake_habitat_sim(version: str):
+    """The stand-in modules for habitat-sim ``version``: ``{module name: module}``."""
+    magnum_specs = _version(version) >= (0, 3, 1)
+    state = types.SimpleNamespace(calls=[], live=[], aborts=[], egl_without_cuda=False, version=version)
 
-    class SensorType:
-        COLOR, DEPTH, SEMANTIC = "COLOR", "DEPTH", "SEMANTIC"
+    class Vector2i:
+        def __init__(self, x, y):
+            self._v = (int(x), int(y))
 
-    class SimulatorConfiguration:
+        def __getitem__(self, i):
+            return self._v[i]
+
+    class Vector3:
+        def __init__(self, x, y, z):
+            self._v = (float(x), float(y), float(z))
+
+        def __getitem__(self, i):
+            return self._v[i]
+
+        def __array__(self, dtype=None, copy=None):
+            return np.array(self._v, dtype=dtype)
+
+    def _vector(value, size, kind):
+        """What the binding of a spec vector accepts at this version."""
+        if magnum_specs:
+            expected = Vector2i if size == 2 else Vector3
+            if not isinstance(value, expected):
+                raise TypeError(f"incompatible function arguments: expected magnum.{expected.__name__}")
+            return tuple(value[i] for i in range(size))
+        if isinstance(value, (list, tuple)) and int(np.__version__.split(".")[0]) >= 2:
+            raise RuntimeError("stand-in for the crash of pybind11 2.9 (habitat-sim 0.2.x) converting a list with NumPy 2")
+        arr = np.asarray(value)
+        if arr.shape != (size,) or arr.dtype.kind != kind:
+            raise TypeError(f"expected a ({size},) array of kind {kind!r}, got {arr.dtype} {arr.shape}")
+        return tuple(arr.tolist())
+
+    def _point(value) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.shape != (3,) or arr.dtype != np.float32:
+            raise TypeError(f"expected a (3,) float32 point, got {arr.dtype} {arr.shape}")
+        return arr.astype(np.float64)
+
+    @_restrict(owner="habitat_sim.SensorType", version=version)
+    class SensorType(_Strict):
+        COLOR, DEPTH = "COLOR", "DEPTH"
+
+    @_restrict(owner="habitat_sim.SimulatorConfiguration", version=version)
+    class SimulatorConfiguration(_Strict):
         def __init__(self):
             self.scene_id, self.scene_dataset_config_file, self.gpu_device_id = "", "default", 0
 
-    class EquirectangularSensorSpec:
+    @_restrict(owner="habitat_sim.EquirectangularSensorSpec", version=version)
+    class EquirectangularSensorSpec(_Strict):
         def __init__(self):
-            self.uuid, self.sensor_type = "equirectangular", SensorType.COLOR
-            self.resolution, self.position = [128, 128], [0.0, 1.5, 0.0]
+            self.uuid, self.sensor_type = "equirectangular", "COLOR"
+            self._resolution, self._position = (128, 128), (0.0, 1.5, 0.0)
 
-    class ActuationSpec:
+        @property
+        def resolution(self):
+            return self._resolution
+
+        @resolution.setter
+        def resolution(self, value):
+            self._resolution = _vector(value, 2, "i")
+
+        @property
+        def position(self):
+            return self._position
+
+        @position.setter
+        def position(self, value):
+            self._position = _vector(value, 3, "f")
+
+    @_restrict(owner="habitat_sim.agent.ActuationSpec", version=version)
+    class ActuationSpec(_Strict):
         def __init__(self, amount, constraint=None):
             self.amount = amount
 
-    class ActionSpec:
+    @_restrict(owner="habitat_sim.agent.ActionSpec", version=version)
+    class ActionSpec(_Strict):
         def __init__(self, name, actuation=None):
             self.name, self.actuation = name, actuation
 
-    class AgentConfiguration:
+    @_restrict(owner="habitat_sim.agent.AgentConfiguration", version=version)
+    class AgentConfiguration(_Strict):
         def __init__(self):
-            self.height, self.radius, self.sensor_specifications, self.action_space = 1.5, 0.1, [], {}
+            self.sensor_specifications, self.action_space = [], {}
 
-    class AgentState:
+    @_restrict(owner="habitat_sim.AgentState", version=version)
+    class AgentState(_Strict):
         def __init__(self, position=None, rotation=None):
             self.position = np.zeros(3, np.float32) if position is None else position
             self.rotation = _Quat() if rotation is None else rotation
 
     class Configuration:
         def __init__(self, sim_cfg, agents):
-            self.sim_cfg, self.agents = sim_cfg, agents
+            self._sim_cfg, self._agents = sim_cfg, agents
 
-    class Agent:
+    @_restrict(owner="habitat_sim.agent.Agent", version=version)
+    class Agent(_Strict):
         def __init__(self, cfg):
-            self.agent_config, self._state = cfg, AgentState()
+            self._cfg, self._state = cfg, AgentState()
 
         def get_state(self):
             s = self._state
-            return AgentState(np.array(s.position, np.float32), _Quat(s.rotation.w, s.rotation.x, s.rotation.y, s.rotation.z))
+            q = s.rotation
+            return AgentState(np.array(s.position, np.float32), _Quat(q.w, q.x, q.y, q.z))
 
-        def set_state(self, state, reset_sensors=True):
-            assert isinstance(state.rotation, _Quat) and np.asarray(state.position).shape == (3,)
-            hs.calls.append(("set_state", np.array(state.position), state.rotation.y))
-            self._state = AgentState(np.array(state.position, np.float32), state.rotation)
+        def set_state(self, new_state, reset_sensors=True):
+            assert isinstance(new_state.rotation, _Quat) and np.asarray(new_state.position).shape == (3,)
+            state.calls.append(("set_state", np.array(new_state.position), new_state.rotation.y))
+            self._state = AgentState(np.array(new_state.position, np.float32), new_state.rotation)
 
-    class PathFinder:
+    @_restrict(owner="habitat_sim.ShortestPath", version=version)
+    class ShortestPath(_Strict):
+        def __init__(self):
+            self.requested_start = np.zeros(3, np.float32)
+            self.requested_end = np.zeros(3, np.float32)
+            self.geodesic_distance = math.inf
+
+    def _island(p: np.ndarray) -> str:
+        return "floor" if abs(p[1] - FLOOR_Y) < 0.5 else "roof"
+
+    @_restrict(owner="habitat_sim.nav.PathFinder", version=version)
+    class PathFinder(_Strict):
+        """Two islands: the floor inside the walls (7.8 x 7.8 m) and the roof on top (8.1 x 8.1 m)."""
+
         def __init__(self):
             self._rng = np.random.default_rng(0)
 
@@ -89,40 +260,77 @@ def _fake_habitat_sim():
             assert isinstance(value, int)
             self._rng = np.random.default_rng(value)
 
-        def get_random_navigable_point(self):
-            x, z = self._rng.uniform(-4, 4, size=2)
-            return np.array([x, 0.1, z], np.float32)  # a floor 0.1 m above 0
+        def get_random_navigable_point(self, max_tries=10):
+            floor, roof = (2 * (HALF - 0.1)) ** 2, (2 * (HALF + 0.05)) ** 2
+            if self._rng.random() < floor / (floor + roof):
+                x, z = self._rng.uniform(-(HALF - 0.1), HALF - 0.1, size=2)
+                p = (x, FLOOR_Y, z)
+            else:
+                x, z = self._rng.uniform(-(HALF + 0.05), HALF + 0.05, size=2)
+                p = (x, ROOF_Y, z)
+            return Vector3(*p) if magnum_specs else np.array(p, np.float32)
 
-    class Simulator:
+        def island_radius(self, pt):
+            half = HALF - 0.1 if _island(_point(pt)) == "floor" else HALF + 0.05
+            return half * math.sqrt(2.0)
+
+        def find_path(self, path):
+            a, b = _point(path.requested_start), _point(path.requested_end)
+            found = _island(a) == _island(b)
+            path.geodesic_distance = float(np.linalg.norm(a - b)) if found else math.inf
+            return found
+
+    @_restrict(owner="habitat_sim.Simulator", version=version)
+    class Simulator(_Strict):
         def __init__(self, config):
             assert isinstance(config, Configuration)
-            hs.calls.append(("Simulator", config))
-            self.config, self.pathfinder, self._agent = config, PathFinder(), None
+            if any(token.broken for token in state.live):
+                state.aborts.append("a simulator was created while a failed one was still alive")
+                raise RuntimeError(ABORT)
+            if state.egl_without_cuda:
+                raise RuntimeError("Platform::WindowlessEglApplication::tryCreateContext(): "
+                                   "unable to find EGL device for CUDA device 0")
+            self._token = types.SimpleNamespace(broken=False)  # in state.live while this simulator lives
+            state.live.append(self._token)  # the GL context exists before the scene loads
+            state.calls.append(("Simulator", config))
+            self._config, self._agent = config, None
+            self.pathfinder = PathFinder()
+            self._load(config)
+
+        def _load(self, config):
+            if "missing" in config._sim_cfg.scene_id:
+                self._token.broken = True
+                raise RuntimeError(f"cannot load {config._sim_cfg.scene_id}")
+
+        def __del__(self):
+            token = self.__dict__.get("_token")
+            if token is not None and any(t is token for t in state.live):
+                if token.broken and len(state.live) > 1:
+                    state.aborts.append("a failed simulator was collected under another one's GL context")
+                state.live.remove(token)
 
         def initialize_agent(self, agent_id):
             assert agent_id == 0
-            self._agent = Agent(self.config.agents[0])
+            self._agent = Agent(self._config._agents[0])
             return self._agent
 
         def seed(self, value):
-            hs.calls.append(("seed", value))
+            state.calls.append(("seed", value))
 
         def reconfigure(self, config):
-            hs.calls.append(("reconfigure", config))
-            self.config = config
-
-        def geodesic_distance(self, a, b):
-            return float(np.linalg.norm(np.asarray(a, float) - np.asarray(b, float)))
+            state.calls.append(("reconfigure", config))
+            self._load(config)
+            self._config = config
 
         def step(self, action):
-            spec = self._agent.agent_config.action_space[action]  # KeyError for unknown names
+            spec = self._agent._cfg.action_space[action]  # KeyError for unknown names
             s = self._agent._state
             heading = 2 * math.atan2(s.rotation.y, s.rotation.w)
             collided = False
             if spec.name == "move_forward":
                 p = np.array(s.position, float) + spec.actuation.amount * np.array([-math.sin(heading), 0, -math.cos(heading)])
-                collided = bool(np.any(np.abs(p[[0, 2]]) > 5))
-                p[[0, 2]] = np.clip(p[[0, 2]], -5, 5)
+                collided = bool(np.any(np.abs(p[[0, 2]]) > HALF - 0.1))
+                p[[0, 2]] = np.clip(p[[0, 2]], -(HALF - 0.1), HALF - 0.1)
                 s.position = p.astype(np.float32)
             else:
                 heading += math.radians(spec.actuation.amount) * (1 if spec.name == "turn_left" else -1)
@@ -135,21 +343,25 @@ def _fake_habitat_sim():
             s = self._agent._state
             heading = 2 * math.atan2(s.rotation.y, s.rotation.w)
             out = {}
-            for spec in self._agent.agent_config.sensor_specifications:
+            for spec in self._agent._cfg.sensor_specifications:
                 h, w = spec.resolution
-                if spec.sensor_type == SensorType.COLOR:
+                if spec.sensor_type == "COLOR":
                     img = np.empty((h, w, 4), np.uint8)
                     img[..., 0] = (np.arange(w) + int(round(math.degrees(heading)))) % 256
                     img[..., 1] = int(abs(s.position[0]) * 20) % 256
                     img[..., 2] = int(abs(s.position[2]) * 20) % 256
                     img[..., 3] = 255
                     out[spec.uuid] = img
-                else:
-                    out[spec.uuid] = np.full((h, w), 1.0 + abs(float(s.position[0])), np.float32)
+                else:  # planar depth of each cube face, as habitat-sim's cube-map sensors give it
+                    eye = np.array(s.position, float) + np.array(spec.position)
+                    planar = room_ray_distance(eye, heading, h) * np.abs(pixel_directions(h)).max(-1)
+                    out[spec.uuid] = planar.astype(np.float32)
             return out
 
-        def close(self):
-            hs.calls.append(("close",))
+        def close(self, destroy=True):
+            state.calls.append(("close",))
+            if any(t is self._token for t in state.live):
+                state.live.remove(self._token)
 
     def quat_from_angle_axis(theta, axis):
         axis = np.asarray(axis, float) / np.linalg.norm(axis)
@@ -159,30 +371,139 @@ def _fake_habitat_sim():
     def quat_to_coeffs(q):
         return np.array([q.x, q.y, q.z, q.w])
 
-    hs.SensorType, hs.SimulatorConfiguration = SensorType, SimulatorConfiguration
-    hs.EquirectangularSensorSpec, hs.Configuration, hs.Simulator = EquirectangularSensorSpec, Configuration, Simulator
-    hs.AgentState = agent_mod.AgentState = AgentState
-    agent_mod.AgentConfiguration, agent_mod.ActionSpec, agent_mod.ActuationSpec = AgentConfiguration, ActionSpec, ActuationSpec
-    common.quat_from_angle_axis, common.quat_to_coeffs = quat_from_angle_axis, quat_to_coeffs
-    hs.agent, hs.utils, utils_mod.common = agent_mod, utils_mod, common
-    return {"habitat_sim": hs, "habitat_sim.agent": agent_mod, "habitat_sim.utils": utils_mod,
-            "habitat_sim.utils.common": common}
+    common = _module("habitat_sim.utils.common", version, quat_from_angle_axis=quat_from_angle_axis,
+                     quat_to_coeffs=quat_to_coeffs)
+    utils = _module("habitat_sim.utils", version, common=common)
+    agent = _module("habitat_sim.agent", version, AgentConfiguration=AgentConfiguration, ActionSpec=ActionSpec,
+                    ActuationSpec=ActuationSpec)
+    hs = _module("habitat_sim", version, __version__=version, Simulator=Simulator, Configuration=Configuration,
+                 SimulatorConfiguration=SimulatorConfiguration, SensorType=SensorType,
+                 EquirectangularSensorSpec=EquirectangularSensorSpec, ShortestPath=ShortestPath,
+                 AgentState=AgentState, agent=agent, utils=utils)
+    hs._state = state
+    modules = {"habitat_sim": hs, "habitat_sim.agent": agent, "habitat_sim.utils": utils,
+               "habitat_sim.utils.common": common, "magnum": None}
+    if magnum_specs:
+        modules["magnum"] = _module("magnum", version, Vector2i=Vector2i, Vector3=Vector3)
+    return modules
 
 
-@pytest.fixture
-def fake_hs(monkeypatch):
-    modules = _fake_habitat_sim()
+@pytest.fixture(params=VERSIONS)
+def fake_hs(request, monkeypatch):
+    """The stand-in of habitat-sim ``0.2.2`` or ``0.3.3``; fails the test on a simulated abort."""
+    modules = _fake_habitat_sim(request.param)
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    return modules["habitat_sim"]
+    monkeypatch.setenv("HSIM_DISABLE_CUDA_DEVICE", "1")  # this machine has no CUDA EGL device
+    hs = modules["habitat_sim"]
+    yield hs
+    gc.collect()
+    assert not hs._state.aborts, hs._state.aborts
 
 
-def _env(**kwargs):
+def _env(scene="data/scene_datasets/apt_0/apt_0.glb", **kwargs):
     from btnk_env.envs.habitat import HabitatPanoramaEnv
 
-    return HabitatPanoramaEnv("data/scene_datasets/apt_0/apt_0.glb", height=kwargs.pop("height", 16), **kwargs)
+    return HabitatPanoramaEnv(scene, height=kwargs.pop("height", 16), **kwargs)
 
 
+# -- the API list ---------------------------------------------------------------------------------
+def _stand_in_public_names(modules) -> set[str]:
+    """``owner.name`` of every public name the stand-in offers."""
+    names = set()
+    for mod_name, mod in modules.items():
+        if mod is None:
+            continue
+        for key in types.ModuleType.__getattribute__(mod, "__dict__"):
+            if key.startswith("_"):
+                continue
+            names.add(f"{mod_name}.{key}")
+            value = types.ModuleType.__getattribute__(mod, key)
+            if isinstance(value, type) and issubclass(value, _Strict):
+                for attr in vars(value):
+                    if not attr.startswith("_"):
+                        names.add(f"{value._owner}.{attr}")
+    return names
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_stand_in_offers_only_listed_names(version):
+    modules = _fake_habitat_sim(version)
+    listed = {f"{owner}.{name}" for owner in API["owners"] for name in _allowed(owner, version)}
+    assert _stand_in_public_names(modules) <= listed
+    hs = modules["habitat_sim"]
+    with pytest.raises(AttributeError, match="not in tests/habitat_api.json"):
+        hs.Simulator.__getattribute__(object.__new__(hs.Simulator), "geodesic_distance")
+    with pytest.raises(AttributeError, match="not in tests/habitat_api.json"):
+        hs.Simulator.__getattribute__(object.__new__(hs.Simulator), "close_all")
+    with pytest.raises(AttributeError, match="not in tests/habitat_api.json"):
+        hs.NavMeshSettings  # noqa: B018  (real, but unused by the adapter: not on the list)
+
+
+# variables of the adapter that hold habitat-sim objects, and the API owner of each
+_ROOTS = {
+    "hs": "habitat_sim", "habitat_sim": "habitat_sim", "magnum": "magnum", "mn": "magnum",
+    "sim": "habitat_sim.Simulator", "pathfinder": "habitat_sim.nav.PathFinder", "pf": "habitat_sim.nav.PathFinder",
+    "agent": "habitat_sim.agent.Agent", "path": "habitat_sim.ShortestPath",
+    "spec": "habitat_sim.EquirectangularSensorSpec", "sim_cfg": "habitat_sim.SimulatorConfiguration",
+    "agent_cfg": "habitat_sim.agent.AgentConfiguration", "state": "habitat_sim.AgentState",
+}
+
+
+def _attribute_uses(source: str) -> set[str]:
+    """``owner.name`` for each attribute the adapter reads or writes on a habitat-sim object.
+
+    Chains start at a variable of ``_ROOTS`` (also as ``self.<root>`` or ``self._<root>``) and walk
+    through modules and the ``pathfinder`` attribute, e.g. ``self.sim.pathfinder.find_path`` ->
+    ``habitat_sim.nav.PathFinder.find_path`` and ``hs.agent.ActionSpec`` -> ``habitat_sim.agent.ActionSpec``.
+    """
+    uses = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain, base = [], node
+        while isinstance(base, ast.Attribute):
+            chain.append(base.attr)
+            base = base.value
+        chain.reverse()
+        if isinstance(base, ast.Name) and base.id == "self" and chain:
+            root, chain = chain[0].lstrip("_"), chain[1:]
+        elif isinstance(base, ast.Name):
+            root = base.id
+        else:
+            continue
+        if root not in _ROOTS or not chain:
+            continue
+        owner = _ROOTS[root]
+        for name in chain[:-1]:
+            if owner == "habitat_sim.Simulator" and name == "pathfinder":
+                owner = "habitat_sim.nav.PathFinder"
+            elif f"{owner}.{name}" in API["owners"]:  # a module or class of the list
+                owner = f"{owner}.{name}"
+            else:
+                break
+        else:
+            uses.add(f"{owner}.{chain[-1]}")
+            continue
+        uses.add(f"{owner}.{name}")
+    return uses
+
+
+def test_adapter_uses_only_listed_names():
+    listed = {f"{owner}.{name}" for owner, members in API["owners"].items() for name in members}
+    uses = _attribute_uses(ADAPTER.read_text(encoding="utf-8"))
+    assert "habitat_sim.nav.PathFinder.find_path" in uses and "habitat_sim.ShortestPath.geodesic_distance" in uses
+    assert uses - listed == set()
+
+
+def test_static_scan_catches_an_invented_name():
+    listed = {f"{owner}.{name}" for owner, members in API["owners"].items() for name in members}
+    source = "def f(self, hs):\n    return self.sim.geodesic_distance(a, b), self.sim.pathfinder.num_islands, hs.PathFinder\n"
+    assert _attribute_uses(source) - listed == {"habitat_sim.Simulator.geodesic_distance",
+                                                "habitat_sim.nav.PathFinder.num_islands", "habitat_sim.PathFinder"}
+
+
+# -- behaviour ------------------------------------------------------------------------------------
 def test_missing_habitat_sim_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "habitat_sim", None)  # makes `import habitat_sim` fail
     from btnk_env.envs.habitat import HabitatPanoramaEnv
@@ -194,21 +515,21 @@ def test_missing_habitat_sim_says_how_to_install(monkeypatch):
 
 def test_configuration_uses_an_equirectangular_sensor_and_habitat_actions(fake_hs):
     env = _env(height=32, depth=True, turn_degrees=10.0, scene_dataset_config="hssd.scene_dataset_config.json")
-    config = next(c[1] for c in fake_hs.calls if c[0] == "Simulator")
-    assert config.sim_cfg.scene_id == "data/scene_datasets/apt_0/apt_0.glb"
-    assert config.sim_cfg.scene_dataset_config_file == "hssd.scene_dataset_config.json"
-    (agent_cfg,) = config.agents
+    config = next(c[1] for c in fake_hs._state.calls if c[0] == "Simulator")
+    assert config._sim_cfg.scene_id == "data/scene_datasets/apt_0/apt_0.glb"
+    assert config._sim_cfg.scene_dataset_config_file == "hssd.scene_dataset_config.json"
+    (agent_cfg,) = config._agents
     rgb, depth = agent_cfg.sensor_specifications
     assert isinstance(rgb, fake_hs.EquirectangularSensorSpec)
-    assert (rgb.uuid, rgb.sensor_type, rgb.resolution) == ("rgb", "COLOR", [32, 64])
-    assert (depth.uuid, depth.sensor_type, depth.resolution) == ("depth", "DEPTH", [32, 64])
-    assert rgb.position == [0.0, 1.5, 0.0]
+    assert (rgb.uuid, rgb.sensor_type, rgb.resolution) == ("rgb", "COLOR", (32, 64))
+    assert (depth.uuid, depth.sensor_type, depth.resolution) == ("depth", "DEPTH", (32, 64))
+    assert rgb.position == (0.0, 1.5, 0.0)
     amounts = {k: (v.name, v.actuation.amount) for k, v in agent_cfg.action_space.items()}
     assert amounts == {"move_forward": ("move_forward", 0.25), "turn_left": ("turn_left", 10.0),
                        "turn_right": ("turn_right", 10.0)}
     assert env.scene_id == "apt_0"
     env.close()
-    assert fake_hs.calls[-1] == ("close",)
+    assert fake_hs._state.calls[-1] == ("close",)
 
 
 @pytest.mark.parametrize("depth", [False, True])
@@ -227,15 +548,15 @@ def test_check_env_and_observation_contract(fake_hs, depth):
 
 def test_actions_move_and_turn_the_habitat_agent(fake_hs):
     env = _env()
-    env.reset(seed=1, options={"pose": ((0.0, 0.1, 0.0), 0.0), "goal": (0.0, 0.1, -3.0)})
-    _, reward, *_ , info = env.step(0)
-    assert np.allclose(info["position"], [0.0, 0.1, -0.25], atol=1e-6)
+    env.reset(seed=1, options={"pose": ((0.0, FLOOR_Y, 0.0), 0.0), "goal": (0.0, FLOOR_Y, -3.0)})
+    _, reward, *_, info = env.step(0)
+    assert np.allclose(info["position"], [0.0, FLOOR_Y, -0.25], atol=1e-6)
     assert reward == pytest.approx(0.25 - env.STEP_PENALTY)
     _, _, _, _, info = env.step(1)
     assert info["heading"] == pytest.approx(math.radians(30))
     _, _, _, _, info = env.step(2)
     assert info["heading"] == pytest.approx(0.0, abs=1e-9)
-    env.set_pose((0.0, 0.1, -4.9), 0.0)
+    env.set_pose((0.0, FLOOR_Y, -3.85), 0.0)
     _, _, _, _, info = env.step(0)
     assert info["collided"]
     env.close()
@@ -243,7 +564,7 @@ def test_actions_move_and_turn_the_habitat_agent(fake_hs):
 
 def test_reaching_the_goal_terminates(fake_hs):
     env = _env(goal_radius=0.5)
-    env.reset(seed=1, options={"pose": ((1.0, 0.1, 1.0), 0.0), "goal": (1.0, 0.1, 0.4)})
+    env.reset(seed=1, options={"pose": ((1.0, FLOOR_Y, 1.0), 0.0), "goal": (1.0, FLOOR_Y, 0.4)})
     _, reward, terminated, _, info = env.step(0)
     assert terminated and info["success"] and reward > env.SUCCESS_REWARD
     env.close()
@@ -267,8 +588,8 @@ def test_pose_methods_round_trip_and_sampling_is_seeded(fake_hs):
 def test_reset_can_switch_scenes(fake_hs):
     env = _env()
     _, info = env.reset(seed=0, options={"scene": "other/house_7.glb"})
-    reconfig = [c[1] for c in fake_hs.calls if c[0] == "reconfigure"]
-    assert len(reconfig) == 1 and reconfig[0].sim_cfg.scene_id == "other/house_7.glb"
+    reconfig = [c[1] for c in fake_hs._state.calls if c[0] == "reconfigure"]
+    assert len(reconfig) == 1 and reconfig[0]._sim_cfg.scene_id == "other/house_7.glb"
     assert info["scene"] == "house_7"
     env.close()
 
@@ -278,5 +599,112 @@ def test_collector_drives_the_habitat_env(fake_hs, tmp_path):
     root = collect_panoramas(env, tmp_path / "hab", 12, mode="walk", seeds=[0, 1], frames_per_scene=4, progress=False)
     records = load_manifest(root)
     assert len(records) == 12 and {r["scene"] for r in records} == {"apt_0"}
-    assert all(len(r["position"]) == 3 and r["position"][1] == pytest.approx(0.1) for r in records)
+    assert all(len(r["position"]) == 3 and r["position"][1] == pytest.approx(FLOOR_Y) for r in records)
     env.close()
+
+
+# -- case 1: distances come from ShortestPath, not from a Simulator.geodesic_distance ---------------
+def test_1_reset_and_reward_use_the_pathfinder(fake_hs):
+    env = _env(goal_distance=(1.0, 3.0))
+    _, info = env.reset(seed=3)
+    d = np.linalg.norm(info["position"] - info["goal_position"])
+    assert 1.0 <= info["distance_to_goal"] <= 3.0 and info["distance_to_goal"] == pytest.approx(d, rel=1e-5)
+    assert env.geodesic_distance((0.0, FLOOR_Y, 0.0), (0.0, ROOF_Y, 0.0)) == math.inf  # no path between islands
+    env.close()
+
+
+# -- case 2: start and goal on the walkable floor, never on the roof --------------------------------
+def test_2_poses_and_goals_stay_on_the_floor_island(fake_hs):
+    env = _env()
+    heights = [env.sample_navigable_pose(np.random.default_rng(s))[0][1] for s in range(40)]
+    assert heights == pytest.approx([FLOOR_Y] * 40)
+    for seed in range(10):
+        _, info = env.reset(seed=seed)
+        assert info["position"][1] == pytest.approx(FLOOR_Y) and info["goal_position"][1] == pytest.approx(FLOOR_Y)
+    env.close()
+
+
+# -- case 3: depth is distance along each ray, like the built-in world ------------------------------
+def test_3_depth_is_distance_along_the_ray(fake_hs):
+    h = 16
+    env = _env(height=h, depth=True)
+    obs, _ = env.reset(seed=0, options={"pose": ((0.0, FLOOR_Y, 0.0), 0.0), "goal": (1.0, FLOOR_Y, 1.0)})
+    eye = np.array([0.0, FLOOR_Y + 1.5, 0.0])
+    truth = room_ray_distance(eye, 0.0, h)
+    assert np.allclose(obs["depth"][..., 0], truth, rtol=1e-5)
+    # the issue's case: on the horizon 45 degrees to the side the ray meets the wall at 4 * sqrt(2) m
+    row, col = h // 2 - 1, 3 * h // 4  # just above the horizon, 45 + 5.6 degrees to the right
+    lat, lon = math.radians(90 - (row + 0.5) / h * 180), math.radians((col + 0.5) / (2 * h) * 360 - 180)
+    expected = HALF / (math.cos(lat) * max(abs(math.sin(lon)), abs(math.cos(lon))))
+    assert obs["depth"][row, col, 0] == pytest.approx(expected, rel=1e-4)
+    assert obs["depth"][row, col, 0] > 1.25 * HALF  # planar depth would be HALF / cos(lat), about 4.02
+    env.close()
+
+
+def test_3_ray_depth_scale_is_the_inverse_largest_ray_component():
+    from btnk_env.envs.habitat import ray_depth_scale
+
+    for h in (16, 33):
+        scale = ray_depth_scale(h)
+        assert scale.shape == (h, 2 * h, 1) and scale.dtype == np.float32 and not scale.flags.writeable
+        assert scale.min() >= 1.0 and scale.max() <= math.sqrt(3.0) + 1e-6
+        assert np.allclose(scale[..., 0], 1.0 / np.abs(pixel_directions(h)).max(-1), rtol=1e-6)
+    # straight ahead and straight up the ray is a cube face's axis: no change
+    assert ray_depth_scale(64)[31:33, 63:65].min() == pytest.approx(1.0, abs=2e-3)
+    assert ray_depth_scale(64)[0, :].max() == pytest.approx(1.0, abs=2e-3)
+
+
+# -- case 4: a scene that fails to load leaves no live simulator behind -----------------------------
+def test_4_failed_scene_switch_closes_the_simulator(fake_hs):
+    env = _env()
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="missing.glb"):
+        env.reset(options={"scene": "scenes/missing.glb"})
+    assert fake_hs._state.live == []
+    with pytest.raises(RuntimeError, match="closed"):
+        env.reset(seed=0)
+    other = _env()  # the stand-in aborts here if the failed simulator were still alive
+    other.reset(seed=0)
+    other.close()
+
+
+def test_4_failed_construction_leaves_no_live_simulator(fake_hs):
+    with pytest.raises(RuntimeError, match="missing"):
+        _env(scene="scenes/missing.glb")
+    env = _env()  # the stand-in aborts here if the half-built simulator were still alive
+    env.reset(seed=0)
+    env.close()
+    assert fake_hs._state.live == []
+
+
+# -- case 5: headless machines without a CUDA EGL device, spec vector types ------------------------
+def test_5_headless_machine_without_cuda_says_hsim_disable_cuda_device(fake_hs, monkeypatch):
+    import btnk_env.envs.habitat as habitat
+
+    monkeypatch.delenv("HSIM_DISABLE_CUDA_DEVICE")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr(habitat, "_nvidia_device_visible", lambda: False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(RuntimeError, match="HSIM_DISABLE_CUDA_DEVICE=1"):
+        _env()
+    assert fake_hs._state.live == []
+    # where a build raises the EGL error instead of ending the process, the error says the same
+    monkeypatch.setattr(habitat, "_nvidia_device_visible", lambda: True)
+    fake_hs._state.egl_without_cuda = True
+    with pytest.raises(RuntimeError, match="HSIM_DISABLE_CUDA_DEVICE=1"):
+        _env()
+
+
+def test_5_resolution_is_set_with_the_bindings_vector_type(fake_hs):
+    env = _env(height=24)  # the stand-in refuses a list on 0.2.x (NumPy 2) and non-Magnum values on 0.3.x
+    spec = next(c[1] for c in fake_hs._state.calls if c[0] == "Simulator")._agents[0].sensor_specifications[0]
+    assert spec.resolution == (24, 48)
+    env.close()
+
+
+def test_api_list_names_the_versions_read():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", API["versions"]["oldest"])
+    for owner, members in API["owners"].items():
+        for name, meta in members.items():
+            assert _version(API["versions"]["oldest"]) <= _version(meta["since"]) <= _version(API["versions"]["newest"])
+            assert meta["where"], f"{owner}.{name} says where it was read"

@@ -5,23 +5,34 @@ habitat-sim is optional and installed with conda (there is no pip wheel for most
     conda install habitat-sim -c conda-forge -c aihabitat            # with a display
     conda install habitat-sim headless -c conda-forge -c aihabitat   # servers without one
 
-It is imported only when the environment is created.
+It is imported only when the environment is created. The adapter keeps to habitat-sim's public
+API of releases 0.2.2 to 0.3.3; ``tests/habitat_api.json`` lists every name it uses, read from
+habitat-sim's source, and the tests hold both the adapter and their stand-in of habitat-sim to it.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
+import glob
+import logging
 import math
 import os
+import re
+import sys
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from btnk_env.envs.panorama_rooms import panorama_observation_space
+from btnk_env.envs.panorama_rooms import MAX_DEPTH, panorama_observation_space
 from btnk_env.envs.task import PointGoalTask, pick_goal
 
-__all__ = ["HabitatPanoramaEnv", "import_habitat_sim", "INSTALL_HINT"]
+__all__ = ["HabitatPanoramaEnv", "import_habitat_sim", "ray_depth_scale", "check_render_device", "INSTALL_HINT",
+           "CUDA_EGL_HINT"]
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "HabitatPanoramaEnv needs habitat-sim, which is installed with conda: "
@@ -29,7 +40,18 @@ INSTALL_HINT = (
     "(on a server without a display: `conda install habitat-sim headless -c conda-forge -c aihabitat`). "
     "The built-in btnk_env/PanoramaRooms-v0 needs no extra install."
 )
+CUDA_EGL_HINT = (
+    "habitat-sim renders headless through an EGL device that belongs to a CUDA device; this machine "
+    "shows none (no /dev/nvidia*, no DISPLAY), and habitat-sim would end the process with "
+    "'unable to find EGL device for CUDA device 0'. On a CPU-only machine set HSIM_DISABLE_CUDA_DEVICE=1 "
+    "(honoured by habitat-sim builds that render through Mesa's EGL, e.g. habitat-sim-uv-wheels-experimental; "
+    "upstream conda 'headless' builds need an NVIDIA GPU), or run where there is an NVIDIA GPU or a display."
+)
 ACTIONS = ("move_forward", "turn_left", "turn_right")
+ANCHOR_SAMPLES = 64
+"""Navigable points sampled once per scene to find the walkable island."""
+SAMPLE_TRIES = 100
+"""Random navigable points tried per pose before falling back to the island's anchor point."""
 
 
 def import_habitat_sim():
@@ -43,6 +65,81 @@ def import_habitat_sim():
     return habitat_sim
 
 
+def _release(hs) -> tuple[int, int, int]:
+    """``habitat_sim.__version__`` as ``(major, minor, patch)``."""
+    numbers = [int(v) for v in re.findall(r"\d+", str(hs.__version__))[:3]]
+    return tuple(numbers + [0] * (3 - len(numbers)))  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=16)
+def ray_depth_scale(height: int) -> np.ndarray:
+    """Habitat's equirectangular depth times this is the distance along each pixel's ray.
+
+    habitat-sim renders its equirectangular sensors from a cube map, whose depth is the planar
+    depth of each face: the distance along the face's axis, ``t * max(|dx|, |dy|, |dz|)`` for a
+    ray of unit direction ``d`` that meets a surface at distance ``t``. The built-in world (and
+    this environment's contract) gives ``t``, so the depth is divided by the largest absolute
+    component of the pixel's unit ray (the cube faces are aligned with the sensor's axes).
+
+    Args:
+        height: panorama height ``H`` (width ``2H``); pixel centres at elevation
+            ``90 - (i + 0.5) * 180 / H`` and azimuth ``(j + 0.5) * 360 / (2H) - 180`` degrees.
+
+    Returns:
+        ``(H, 2H, 1)`` float32 in ``[1, sqrt(3)]``, read-only (cached per size).
+    """
+    lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi  # (H,)
+    lon = (np.arange(2 * height) + 0.5) / (2 * height) * 2.0 * np.pi - np.pi  # (2H,)
+    lat, lon = np.meshgrid(lat, lon, indexing="ij")  # (H, 2H) each
+    rays = np.stack([np.sin(lon) * np.cos(lat), np.sin(lat), -np.cos(lon) * np.cos(lat)], -1)  # (H, 2H, 3)
+    scale = (1.0 / np.abs(rays).max(-1, keepdims=True)).astype(np.float32)
+    scale.setflags(write=False)
+    return scale
+
+
+def _nvidia_device_visible() -> bool:
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/proc/driver/nvidia/gpus")
+
+
+def check_render_device() -> None:
+    """Raise where habitat-sim would end the process for want of a CUDA EGL device.
+
+    habitat-sim's windowless context is not an exception but ``Magnum::Fatal`` (the process
+    exits) when it finds no EGL device for the CUDA device (0.2.2 to 0.3.3). On Linux without a
+    display, without an NVIDIA device and without ``HSIM_DISABLE_CUDA_DEVICE`` in the
+    environment this raises :class:`RuntimeError` with :data:`CUDA_EGL_HINT` instead.
+    """
+    if not sys.platform.startswith("linux") or "HSIM_DISABLE_CUDA_DEVICE" in os.environ:
+        return
+    if os.environ.get("DISPLAY") or _nvidia_device_visible():
+        return
+    raise RuntimeError(CUDA_EGL_HINT)
+
+
+def _forget(err: BaseException) -> None:
+    """Drop the tracebacks of ``err`` and its causes, then collect garbage.
+
+    A simulator whose construction raised lives on in the frames of the traceback; collected
+    later, after another simulator made its GL context current, it aborts the process
+    (``GL::Context::current(): no current context``). Collected now, it is the only one.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        err.__traceback__ = None
+        err = err.__cause__ or err.__context__
+    gc.collect()
+
+
+def _close_quietly(sim) -> None:
+    if sim is None:
+        return
+    try:
+        sim.close()
+    except Exception as err:  # a simulator whose scene failed may fail to close too
+        logger.warning("closing a failed habitat-sim Simulator raised %s: %s", type(err).__name__, err)
+
+
 class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     """Point-goal navigation in a Habitat-Sim scene, observed through equirectangular panoramas.
 
@@ -54,9 +151,14 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     ``forward_step`` metres and ``turn_degrees`` degrees); the same pose methods
     (``sample_navigable_pose``, ``set_pose``, ``get_pose``) and ``info`` keys (all but
     ``layout_seed``; ``scene`` is the scene file's stem). ``reset(options={"scene": path})``
-    switches scenes. The reward uses
-    the geodesic distance to the goal (Habitat's pathfinder). Unlike the built-in world the goal is
-    not drawn in the scene: give it to the agent from ``info["goal_position"]``.
+    switches scenes; if the new scene fails to load, the simulator is closed and the error raised
+    (create a new environment). Depth is the distance along each ray, like the built-in world's
+    (habitat-sim's planar cube-face depth converted with :func:`ray_depth_scale`). Start points
+    and goals lie on one walkable navmesh island: the lowest island whose ``island_radius`` is at
+    least ``min_island_radius`` (a closed scene's navmesh also has an island on its roof). The
+    reward uses the geodesic distance to the goal (``habitat_sim.ShortestPath`` and the
+    pathfinder). Unlike the built-in world the goal is not drawn in the scene: give it to the
+    agent from ``info["goal_position"]``.
 
     Args:
         scene: a scene file (``.glb``, ``.ply``) or a scene id of ``scene_dataset_config``.
@@ -65,6 +167,8 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         scene_dataset_config: optional ``*.scene_dataset_config.json`` (HM3D, HSSD, ...).
         sensor_height: camera height above the agent's feet in metres.
         gpu_device_id: the GPU Habitat renders on.
+        min_island_radius: navmesh islands smaller than this (``island_radius``, metres) are
+            never start or goal islands (habitat-lab's point-goal datasets use 1.5).
 
     Example:
         >>> try:
@@ -89,9 +193,11 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         scene_dataset_config: str | None = None,
         sensor_height: float = 1.5,
         gpu_device_id: int = 0,
+        min_island_radius: float = 1.5,
         render_mode: str | None = "rgb_array",
     ):
         self._hs = import_habitat_sim()
+        self._magnum_specs = _release(self._hs) >= (0, 3, 1)  # sensor spec vectors: Eigen before 0.3.1
         if not 16 <= int(height) <= 2048:
             raise ValueError(f"height must be in [16, 2048], got {height}")
         if render_mode not in (None, "rgb_array"):
@@ -101,12 +207,15 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         self.goal_radius, self.goal_distance = float(goal_radius), tuple(float(v) for v in goal_distance)
         self.sensor_height, self.gpu_device_id = float(sensor_height), int(gpu_device_id)
         self.scene_dataset_config = scene_dataset_config
+        self.min_island_radius = float(min_island_radius)
         self.render_mode = render_mode
         self.observation_space = panorama_observation_space(self.height, self.depth)
         self.action_space = spaces.Discrete(3)
         self.scene = str(scene)
-        self.sim = self._hs.Simulator(self._configuration(self.scene))
-        self.agent = self.sim.initialize_agent(0)
+        self.sim = None
+        check_render_device()
+        self.sim, self.agent = self._open_simulator(self._configuration(self.scene))
+        self._anchor: np.ndarray | None = None  # a point of the walkable island, found per scene
         self._goal = np.zeros(3)
         self._obs: Any = None
         self._collided = False
@@ -121,12 +230,13 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         sim_cfg.gpu_device_id = self.gpu_device_id
         sensors = []
         kinds = [("rgb", hs.SensorType.COLOR)] + ([("depth", hs.SensorType.DEPTH)] if self.depth else [])
+        resolution, position = self._spec_vectors()
         for uuid, sensor_type in kinds:
             spec = hs.EquirectangularSensorSpec()
             spec.uuid = uuid
             spec.sensor_type = sensor_type
-            spec.resolution = [self.height, 2 * self.height]
-            spec.position = [0.0, self.sensor_height, 0.0]
+            spec.resolution = resolution
+            spec.position = position
             sensors.append(spec)
         agent_cfg = hs.agent.AgentConfiguration()
         agent_cfg.sensor_specifications = sensors
@@ -137,6 +247,52 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         }
         return hs.Configuration(sim_cfg, [agent_cfg])
 
+    def _spec_vectors(self):
+        """``(resolution, position)`` of the sensor specs in the type the bindings hold.
+
+        Up to habitat-sim 0.3.0 they are Eigen vectors, converted by pybind11 through NumPy (2.9.2 in
+        0.2.2, 2.11.1 in 0.2.5 to 0.3.0: a Python list crashes 0.2.x under NumPy 2, so a typed array
+        is passed); from 0.3.1 they are Magnum vectors.
+        """
+        h, w = self.height, 2 * self.height
+        if self._magnum_specs:
+            import magnum as mn
+
+            return mn.Vector2i(h, w), mn.Vector3(0.0, self.sensor_height, 0.0)
+        return np.array([h, w], dtype=np.int32), np.array([0.0, self.sensor_height, 0.0], dtype=np.float32)
+
+    def _open_simulator(self, config):
+        """``(simulator, agent)`` for ``config``; a failure leaves no simulator alive."""
+        sim = failure = None
+        try:
+            sim = self._hs.Simulator(config)
+            return sim, sim.initialize_agent(0)
+        except Exception as err:
+            failure = err
+        _close_quietly(sim)
+        sim = None
+        _forget(failure)
+        if "EGL device" in str(failure):
+            raise RuntimeError(f"{failure}\n{CUDA_EGL_HINT}") from failure
+        raise failure
+
+    def _switch_scene(self, scene: str) -> None:
+        """Load ``scene`` into the simulator; if it fails, close the simulator and raise."""
+        failure = None
+        try:
+            self.sim.reconfigure(self._configuration(scene))
+            self.agent = self.sim.initialize_agent(0)
+        except Exception as err:
+            failure = err
+        if failure is None:
+            self.scene, self._anchor = scene, None
+            return
+        _close_quietly(self.sim)  # now, while its GL context is the only one
+        self.sim = self.agent = None
+        _forget(failure)
+        raise RuntimeError(f"could not load scene {scene!r} ({type(failure).__name__}: {failure}); "
+                           "the environment is closed, create a new one") from failure
+
     @property
     def scene_id(self) -> str:
         """The scene file's name without its folder and extension."""
@@ -145,11 +301,50 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
 
     # -- poses ------------------------------------------------------------------------------------
     def sample_navigable_pose(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
-        """A random navigable point of the scene and a heading: ``(position (3,) float64, radians)``."""
+        """A random point of the walkable island and a heading: ``(position (3,) float64, radians)``."""
         rng = self.np_random if rng is None else rng
+        anchor = self._walkable_anchor()
         self.sim.pathfinder.seed(int(rng.integers(2**31 - 1)))
-        position = np.asarray(self.sim.pathfinder.get_random_navigable_point(), dtype=np.float64)
+        position = anchor.copy()
+        for _ in range(SAMPLE_TRIES):
+            p = self._random_navigable_point()
+            if p is not None and math.isfinite(self.geodesic_distance(anchor, p)):
+                position = p
+                break
         return position, float(rng.uniform(-math.pi, math.pi))
+
+    def geodesic_distance(self, a, b) -> float:
+        """Shortest walking distance in metres between two ``(3,)`` points; ``inf`` without a path."""
+        path = self._hs.ShortestPath()
+        path.requested_start = np.asarray(a, dtype=np.float32).reshape(3)
+        path.requested_end = np.asarray(b, dtype=np.float32).reshape(3)
+        if not self.sim.pathfinder.find_path(path):
+            return math.inf
+        return float(path.geodesic_distance)
+
+    def _random_navigable_point(self) -> np.ndarray | None:
+        """A point of any navmesh island (``(3,)`` float64), or None where the pathfinder found none."""
+        p = np.asarray(self.sim.pathfinder.get_random_navigable_point(), dtype=np.float64).reshape(3)
+        return p if np.all(np.isfinite(p)) else None
+
+    def _walkable_anchor(self) -> np.ndarray:
+        """A point of the walkable island: the lowest of the islands with ``island_radius`` at least
+        ``min_island_radius`` (all islands if none is), found once per scene from fixed samples.
+
+        habitat-sim 0.2.2 has no island indices (``num_islands`` and ``island_index`` came in
+        0.2.3), so points are kept to the island by a path to this anchor. Lowest, not largest:
+        the roof of a closed scene is an island as large as its floor.
+        """
+        if self._anchor is None:
+            pf = self.sim.pathfinder
+            pf.seed(0)
+            points = [p for p in (self._random_navigable_point() for _ in range(ANCHOR_SAMPLES)) if p is not None]
+            if not points:
+                raise RuntimeError(f"scene {self.scene!r} has no navigable point: habitat-sim found or computed "
+                                   "no navmesh for it (put a .navmesh beside the scene, or check that it loaded)")
+            large = [p for p in points if pf.island_radius(p.astype(np.float32)) >= self.min_island_radius]
+            self._anchor = min(large or points, key=lambda p: p[1])
+        return self._anchor
 
     def set_pose(self, position, heading: float) -> Any:
         """Teleport the agent (``position`` ``(x, y, z)``, or ``(x, z)`` keeping the current floor)."""
@@ -176,11 +371,10 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self._require_open()
         options = dict(options or {})
         if options.get("scene") is not None and str(options["scene"]) != self.scene:
-            self.scene = str(options["scene"])
-            self.sim.reconfigure(self._configuration(self.scene))
-            self.agent = self.sim.initialize_agent(0)
+            self._switch_scene(str(options["scene"]))
         if seed is not None:
             self.sim.seed(int(seed))
         position, heading = options.get("pose") or self.sample_navigable_pose()
@@ -192,6 +386,7 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         return obs, self._info(False)
 
     def step(self, action):
+        self._require_open()
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):
@@ -206,26 +401,32 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     def close(self):
         if getattr(self, "sim", None) is not None:
             self.sim.close()
-            self.sim = None
+            self.sim = self.agent = None
         super().close()
 
     # -- internals --------------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self.sim is None:
+            raise RuntimeError("this HabitatPanoramaEnv is closed (close() was called or a scene failed to load); "
+                               "create a new one")
+
     def _convert(self, raw: dict) -> Any:
         rgb = np.ascontiguousarray(np.asarray(raw["rgb"])[..., :3], dtype=np.uint8)  # RGBA -> RGB
         if not self.depth:
             return rgb
-        depth = np.asarray(raw["depth"], dtype=np.float32).reshape(self.height, 2 * self.height, 1)
+        planar = np.asarray(raw["depth"], dtype=np.float32).reshape(self.height, 2 * self.height, 1)
+        depth = np.minimum(planar * ray_depth_scale(self.height), MAX_DEPTH)  # (H, 2H, 1) along each ray
         return {"rgb": rgb, "depth": depth}
 
     def _distance(self) -> float:
         position = self.get_pose()[0]
-        d = float(self.sim.geodesic_distance(position, self._goal))
+        d = self.geodesic_distance(position, self._goal)
         return d if math.isfinite(d) else float(np.linalg.norm(position - self._goal))
 
     def _sample_goal(self, start: np.ndarray) -> np.ndarray:
-        """A navigable goal at a geodesic distance within ``goal_distance`` of ``start``."""
+        """A goal on the walkable island at a geodesic distance within ``goal_distance`` of ``start``."""
         return pick_goal(lambda: self.sample_navigable_pose()[0],
-                         lambda p: float(self.sim.geodesic_distance(start, p)), self.goal_distance, tries=100, default=start)
+                         lambda p: self.geodesic_distance(start, p), self.goal_distance, tries=100, default=start)
 
     def _info(self, success: bool) -> dict[str, Any]:
         position, heading = self.get_pose()
