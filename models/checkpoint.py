@@ -26,12 +26,13 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from models.config import STANDARD_HEADS, BtnkMAEConfig
+from models.errors import BtnkEnvError
 from models.pos_embed import sincos_pos_embed
 
 StateDict = Dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BtnkEnvError):
     """A checkpoint cannot be read or does not fit the model; the message says why and what to do."""
 
 

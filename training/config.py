@@ -25,12 +25,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from models.errors import BtnkEnvError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
 DATA_KINDS = ("auto", "folder", "panorama", "hf")
 
 
-class ConfigError(ValueError):
+class ConfigError(BtnkEnvError):
     """A config file or override is invalid; the message names the key and the fix."""
 
 
@@ -168,6 +170,9 @@ class LoopConfig:
     """Normalize each target patch to zero mean / unit variance (MAE's option)."""
     resume: Optional[str] = None
     """A checkpoint of this trainer to continue from, or ``auto`` (``io.out_dir``'s latest, if any)."""
+    overwrite: bool = False
+    """Start over in an ``io.out_dir`` that already holds a run, removing that run's checkpoints,
+    metrics and final model (without it, such a folder needs ``resume=auto`` or another ``io.out_dir``)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "accum_iter"):

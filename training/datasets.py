@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from models.errors import BtnkEnvError
 from models.image import normalize
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ PANORAMA_CONFIG = "dataset_config.json"
 MANIFEST = "manifest.jsonl"
 
 
-class DatasetError(ValueError):
+class DatasetError(BtnkEnvError):
     """The dataset is missing, empty or malformed; the message says what was looked for."""
 
 

@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from models.files import atomic_write_bytes as _atomic_write_bytes  # temporaries: .NAME.<hex>.btnk-tmp, never *.png
+
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
@@ -89,15 +91,6 @@ def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
                 break
             records.append(rec)
     return records
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # not *.png, so loaders globbing PNGs never see it
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
@@ -243,7 +236,7 @@ def collect_panoramas(
                              "Use another folder or the same settings to resume.")
     records = load_manifest(root)
     _rewrite_manifest(root, records)
-    for stale in (root / "images").glob(".*.tmp"):
+    for stale in (root / "images").glob(".*tmp"):
         stale.unlink()
     _write_config(root, height, len(records), settings)
     if records:

@@ -168,25 +168,7 @@ def _load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from models import CheckpointError
-
-    try:
-        return _run(args)
-    except (
-        ValueError,
-        KeyError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-        NotADirectoryError,
-        IsADirectoryError,
-        CheckpointError,
-    ) as err:
-        print(f"btnk-env video: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+    """Run ``btnk-env video``; input errors become one line through :func:`btnk_env.cli.explain`."""
     from tqdm import tqdm
 
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
