@@ -16,13 +16,14 @@ from PIL import Image, ImageDraw
 
 from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from models.image_file import read_image
 
 
 def load_frames(folder: Path, count: int, stride: int) -> tuple[list[str], np.ndarray]:
     """``count`` panoramas of a collected dataset (every ``stride``-th manifest entry)."""
     lines = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line.strip()]
     picked = lines[::stride][:count]
-    frames = np.stack([np.array(Image.open(folder / entry["file"]).convert("RGB")) for entry in picked])
+    frames = np.stack([read_image(folder / entry["file"]) for entry in picked])
     return [f"{e['scene']}" for e in picked], frames
 
 

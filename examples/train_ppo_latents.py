@@ -51,6 +51,7 @@ import btnk_env  # noqa: E402,F401  (registers the environments)
 from btnk_env import BtnkMAEObservation  # noqa: E402
 from models import PRESETS, BtnkMAE  # noqa: E402
 from models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from models.image_file import read_image  # noqa: E402
 
 ENV_ID = "btnk_env/PanoramaRooms-v0"
 EVAL_SEED = 100_000  # evaluation layouts: seeds EVAL_SEED + i, never drawn in training
@@ -71,7 +72,7 @@ class TintedPanoramaEnv(gym.Env):
         if path.is_file():
             from PIL import Image
 
-            base = Image.open(path).convert("RGB").resize((2 * height, height), Image.BILINEAR)
+            base = Image.fromarray(read_image(path)).resize((2 * height, height), Image.BILINEAR)
             self.base = np.asarray(base, np.float32)
         else:  # no shared/ folder: smooth random colours
             rng = np.random.default_rng(0)

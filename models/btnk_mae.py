@@ -350,7 +350,7 @@ class BtnkMAE(nn.Module):
             raise ckpt.CheckpointError(f"{config_path} is not valid JSON: {err}") from None
         if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
             raise ckpt.CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
-        config = BtnkMAEConfig.from_dict({**meta["config"], **overrides})
+        config = ckpt.config_from_saved(meta["config"], overrides, str(config_path))
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as err:
@@ -365,12 +365,12 @@ class BtnkMAE(nn.Module):
         if "enc_model" in obj and "dec_model" in obj:
             enc, dec = obj["enc_model"], obj["dec_model"]
             if "model_config" in obj:
-                config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+                config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
             else:
                 config = ckpt.infer_original_config(enc, dec, ckpt._plain(obj.get("cfg")), **overrides)
             state = ckpt.convert_original(enc, dec, config)
         elif "model" in obj and "model_config" in obj:
-            config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+            config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
             state = obj["model"]
         elif "model" in obj:
             raise ckpt.CheckpointError(

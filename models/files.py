@@ -68,6 +68,21 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux; else the
+    ``os.umask`` set-and-restore, which is not atomic between threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (best effort: some file systems cannot fsync folders)."""
     try:
@@ -144,6 +159,7 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = tmp.with_name(tmp.name + suffix)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())  # some writers (safetensors) create files 0o600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,16 @@ DATA_KINDS = ("auto", "folder", "panorama", "hf")
 
 class ConfigError(BtnkEnvError):
     """A config file or override is invalid; the message names the key and the fix."""
+
+
+def _positive(key: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
 
 
 @dataclass
@@ -111,6 +122,8 @@ class DataConfig:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_scale)}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ConfigError(f"data.max_images must be >= 1 or null, got {self.max_images}")
 
 
 @dataclass
@@ -137,10 +150,18 @@ class OptimConfig:
     """Clip the global gradient norm to this value."""
 
     def __post_init__(self) -> None:
-        for name in ("blr", "min_lr", "weight_decay", "encoder_lr_scale", "warmup_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        _positive("optim.blr", self.blr)
+        if self.lr is not None:
+            _positive("optim.lr", self.lr)
+        for name in ("min_lr", "weight_decay", "encoder_lr_scale", "warmup_epochs"):
+            _non_negative(f"optim.{name}", getattr(self, name))
+        if self.lr is not None and self.min_lr > self.lr:
+            raise ConfigError(f"optim.min_lr={self.min_lr} is above optim.lr={self.lr}; the floor must be below the peak")
+        if self.warmup_iters is not None and self.warmup_iters < 0:
+            raise ConfigError(f"optim.warmup_iters must be >= 0 or null, got {self.warmup_iters}")
+        if self.clip_grad is not None:
+            _positive("optim.clip_grad", self.clip_grad)
+        if len(self.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optim.betas must be [b1, b2] in [0, 1), got {list(self.betas)}")
 
 
@@ -182,7 +203,9 @@ class LoopConfig:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        if self.btnk_loss_coeff < 0 or self.full_mae_loss_coeff < 0 or self.btnk_loss_coeff + self.full_mae_loss_coeff == 0:
+        _non_negative("train.btnk_loss_coeff", self.btnk_loss_coeff)
+        _non_negative("train.full_mae_loss_coeff", self.full_mae_loss_coeff)
+        if self.btnk_loss_coeff + self.full_mae_loss_coeff == 0:
             raise ConfigError("train.btnk_loss_coeff and train.full_mae_loss_coeff must be >= 0, not both 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
@@ -217,6 +240,9 @@ class IOConfig:
         for name in ("save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"io.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("save_every_steps", "snapshot_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"io.{name} must be >= 1 or null, got {getattr(self, name)}")
 
 
 @dataclass
@@ -231,6 +257,8 @@ class DistConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "nccl", "gloo"):
             raise ConfigError(f"dist.backend must be auto, nccl or gloo, got {self.backend!r}")
+        if self.timeout_s < 1:
+            raise ConfigError(f"dist.timeout_s must be >= 1, got {self.timeout_s}")
 
 
 @dataclass

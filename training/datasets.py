@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from models.errors import BtnkEnvError
 from models.image import normalize
+from models.image_file import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +102,10 @@ class ImageTransform:
 
 
 def decode_image(data_or_path: Any) -> np.ndarray:
-    """A path, bytes or PIL image -> ``(H, W, 3)`` uint8 RGB. Raises on undecodable data."""
-    from PIL import Image
-
-    if isinstance(data_or_path, Image.Image):
-        return np.array(data_or_path.convert("RGB"))
-    with Image.open(data_or_path) as im:
-        im.load()  # decode fully: a truncated file fails here, not later
-        return np.array(im.convert("RGB"))
+    """A path, bytes or PIL image -> ``(H, W, 3)`` uint8 RGB, converted faithfully
+    (:func:`models.image_file.read_image`: 16-bit grayscale is scaled, not saturated; float
+    images are refused). Raises on undecodable data; the datasets skip and count such images."""
+    return read_image(data_or_path)
 
 
 # ---------------------------------------------------------------------------- datasets
