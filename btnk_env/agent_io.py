@@ -97,7 +97,7 @@ def _plain(value: Any, what: str, path: Path) -> Any:
 def _policy_class(entry: Any, path: Path) -> Any:
     if not isinstance(entry, dict):
         raise AgentFileError(f"{path}: 'policy_class' is missing from data; not a stable-baselines3 agent")
-    module = entry.get("__module__")
+    module = str(entry.get("__module__"))
     init = str(entry.get("__init__", ""))
     match = re.match(r"<function (\w+)\.__init__ at", init)
     name = match.group(1) if match else None
@@ -181,7 +181,7 @@ def load_agent(path: PathLike, device: str = "cpu") -> LoadedAgent:
     except pickle.UnpicklingError as err:
         raise AgentFileError(f"refusing {path}: its policy.pth holds objects other than tensors, which could run code "
                              f"({str(err).splitlines()[0][:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere in the unpickler
         raise AgentFileError(f"{path}: policy.pth is corrupt ({str(err)[:160]}); save the agent again") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AgentFileError(f"{path}: policy.pth is not a state dict of tensors")

@@ -84,7 +84,9 @@ def load_file(path: "str | os.PathLike[str]") -> Dict[str, Any]:
             f"checkpoints made of tensors and plain containers are loaded; if you trust this file, "
             f"convert it once with torch.load(weights_only=False) and save its state dicts."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere in the unpickler: all mean "corrupt"
         raise CheckpointError(
             f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}). "
             f"The file is truncated or corrupt, or is not a checkpoint (an HTML page saved from a "

@@ -224,6 +224,85 @@ def test_a_finished_run_is_not_overwritten_and_a_running_one_is_locked(tmp_path,
     assert "did not write" in capsys.readouterr().err and (users / "notes.txt").read_text() == "mine"
 
 
+@golden
+def test_training_killed_at_a_random_step_resumes_with_nothing_lost_or_repeated(tmp_path):
+    """A real SIGKILL of a training process (at a step drawn at random), then train.resume=auto."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "imgs"
+    make_images(data, n=4)
+    common = [f"data.path={data}", f"model.init=pretrained:{GOLDEN_NOACT}", "model.num_heads=4",
+              "model.decoder_num_heads=4", "model.img_size=[64,64]", "data.transform=resize", "train.batch_size=2",
+              "train.epochs=3", "optim.lr=1e-3", "io.log_every=1", "io.snapshot_every=null", "io.save_every_steps=1"]
+    run = tmp_path / "killed"
+    kill_after = random.Random(17).randint(2, 4)  # rows of metrics seen before the kill (of 6 steps)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "--no-progress", *common, f"io.out_dir={run}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = run / "metrics.jsonl"
+            if metrics.is_file() and metrics.read_text().count("\n") >= kill_after:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = load_checkpoint(run / LATEST)["step"]
+    assert killed_at < 6
+    from training import train
+
+    resumed = train(golden_config(data, run, *common[6:], "train.resume=auto"))
+    full = train(golden_config(data, tmp_path / "full", *common[6:]))
+    assert resumed.step == full.step == 6
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7)), (killed_at, steps)
+    assert not [p for p in run.rglob("*") if "tmp" in p.name]
+    a = BtnkMAE.from_pretrained(resumed.final_dir).state_dict()
+    b = BtnkMAE.from_pretrained(full.final_dir).state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "training-resume", "latents.npy", "latents.npz", "latents.pt", "config.yaml"])
+def test_crafted_files_with_code_running_payloads_never_run(tmp_path, kind):
+    from btnk_env.video import load_latents
+    from models.errors import BtnkEnvError
+
+    marker = tmp_path / "pwned"
+    payload = _touch(marker)
+    if kind in ("checkpoint", "training-resume"):
+        path = tmp_path / "evil.pth"
+        torch.save({"model": {"w": torch.zeros(1)}, "model_config": {}, "step": 1, "extra": payload}, path)
+        load = (lambda: BtnkMAE.from_pretrained(path)) if kind == "checkpoint" else (lambda: load_checkpoint(path))
+    elif kind == "latents.npy":
+        path = tmp_path / "z.npy"
+        np.save(path, np.array([payload], dtype=object), allow_pickle=True)
+        load = lambda: load_latents(path)  # noqa: E731
+    elif kind == "latents.npz":
+        path = tmp_path / "z.npz"
+        np.savez(path, latents=np.array([payload], dtype=object))
+        load = lambda: load_latents(path)  # noqa: E731
+    elif kind == "latents.pt":
+        path = tmp_path / "z.pt"
+        torch.save({"latents": payload}, path)
+        load = lambda: load_latents(path)  # noqa: E731
+    else:
+        from training.config import load_config
+
+        path = tmp_path / "evil.yaml"
+        path.write_text(f'train:\n  epochs: !!python/object/apply:os.system ["touch {marker}"]\n')
+        load = lambda: load_config(path, ["data.path=x"])  # noqa: E731
+    with pytest.raises(BtnkEnvError):
+        load()
+    assert not marker.exists(), f"loading a crafted {kind} ran code"
+
+
 # ---------------------------------------------------------------------------- 4. silent wrong data
 def _png_16bit(path: Path) -> np.ndarray:
     values = (np.linspace(0, 65535, 32 * 32).reshape(32, 32)).astype(np.uint16)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -307,6 +308,10 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         except OmegaConfBaseException as err:
             raise _explain(err, str(path)) from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{path} does not fit the config: {err}") from None
+        except yaml.YAMLError as err:  # also a python/object tag: the safe loader never constructs one
+            raise ConfigError(f"{path} is not a valid YAML config: {' '.join(str(err).split())[:300]}") from None
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.batch_size=64")
@@ -315,6 +320,11 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         except OmegaConfBaseException as err:
             raise _explain(err, "the command-line overrides") from None
+        except (TypeError, ValueError) as err:  # omegaconf: "Cannot merge incompatible container types"
+            raise ConfigError(f"the command-line overrides do not fit the config: {err}; e.g. optim.betas=[0.9,0.95]") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"an override is not a valid value: {' '.join(str(err).split())[:200]}; quote "
+                              f"strings, write lists as [a,b]") from None
     return cfg
 
 

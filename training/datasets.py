@@ -213,6 +213,8 @@ def panorama_files(root: Path) -> List[Path]:
             continue
         try:
             rel = json.loads(line)["file"]
+            if not isinstance(rel, str):
+                raise TypeError("'file' is not a string")
         except (json.JSONDecodeError, KeyError, TypeError):
             logger.warning("%s line %d is not a JSON object with a 'file' (cut short by a crash?): skipped", manifest, n)
             continue

@@ -45,7 +45,7 @@ WALK_ACTION_PROBS = (0.6, 0.2, 0.2)  # move_forward, turn_left, turn_right
 
 def _valid_record(rec: Any, index: int, root: Path) -> bool:
     return (isinstance(rec, dict) and all(k in rec for k in _RECORD_KEYS) and rec["index"] == index
-            and (root / rec["file"]).is_file())
+            and isinstance(rec["file"], str) and (root / rec["file"]).is_file())
 
 
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
