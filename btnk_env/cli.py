@@ -7,7 +7,7 @@ breaks another. A subcommand module exposes:
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``
 - ``run(args: argparse.Namespace) -> int | None`` (the exit status; ``None`` means 0)
 
-Errors take one path (:func:`explain`): an input error (a :class:`models.errors.BtnkEnvError`, a
+Errors take one path (:func:`models.errors.explain`): an input error (a :class:`models.errors.BtnkEnvError`, a
 ``ValueError``/``TypeError``/``KeyError`` raised by a check in this project's own code) or an
 expected operating-system error (no space left, permission denied, read-only file system, a file
 or folder in the way, a missing file) is printed as one line, ``btnk-env <command>: <problem>.
@@ -17,12 +17,11 @@ or folder in the way, a missing file) is printed as one line, ``btnk-env <comman
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
-import os
 import sys
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
+
+from models.errors import run_cli
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -70,82 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"btnk-env {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    try:
-        status = module.run(args)
-    except KeyboardInterrupt:
-        print(f"btnk-env {name}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - expected errors become one line, the rest re-raise
-        line = explain(err)
-        if line is None:
-            raise
-        print(f"btnk-env {name}: {line}", file=sys.stderr)
-        return 2
-    return 0 if status is None else int(status)
-
-
-# ---------------------------------------------------------------------------- the error path
-_ROOT = Path(__file__).resolve().parents[1]
-_OUR_CODE = tuple(str(_ROOT / pkg) + "/" for pkg in ("btnk_env", "models", "training"))
-
-#: errno -> (problem, fix) of the operating-system errors a user causes or can fix.
-_OS_ERRORS = {
-    errno.ENOSPC: ("no space left on the device", "Free some space or write to another disk"),
-    errno.EDQUOT: ("disk quota exceeded", "Free some space or write to another disk"),
-    errno.EACCES: ("permission denied", "Choose a path you can write (or read)"),
-    errno.EPERM: ("operation not permitted", "Choose a path you can write (or read)"),
-    errno.EROFS: ("read-only file system", "Choose a writable folder"),
-    errno.EEXIST: ("already exists", "Choose a new name or remove it yourself"),
-    errno.ENOTEMPTY: ("folder is not empty", "Choose a new folder name"),
-    errno.EISDIR: ("is a folder", "Give a file name"),
-    errno.ENOTDIR: ("a part of this path is a file, not a folder", "Fix the path"),
-    errno.ENOENT: ("no such file or folder", "Check the path"),
-    errno.ENAMETOOLONG: ("file name too long", "Choose a shorter name"),
-}
-
-
-def _raised_in_our_code(err: BaseException) -> bool:
-    """Whether the innermost frame of ``err``'s traceback is in btnk_env/, models/ or training/."""
-    tb = err.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename.startswith(_OUR_CODE)
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if text.endswith((".", "!", "?", ")")) else text + "."
-
-
-def explain(err: BaseException) -> Optional[str]:
-    """The one line for an expected error (problem and fix), or ``None`` for a bug.
-
-    Example:
-        >>> explain(OSError(errno.ENOSPC, "No space left on device", "out/x.png"))
-        'out/x.png: no space left on the device. Free some space or write to another disk.'
-        >>> explain(ZeroDivisionError("division by zero")) is None
-        True
-    """
-    from models.errors import BtnkEnvError
-
-    if isinstance(err, BtnkEnvError):
-        return _one_line(str(err))
-    if isinstance(err, OSError):
-        known = _OS_ERRORS.get(err.errno) if err.errno is not None else None
-        if known is not None:
-            problem, fix = known
-            if err.strerror and err.strerror != os.strerror(err.errno):
-                return _one_line(err.strerror)  # a message of ours, with its fix
-            where = err.filename
-            return _one_line(f"{where}: {problem}. {fix}" if where is not None else f"{problem}. {fix}")
-        if err.errno is None and _raised_in_our_code(err):
-            return _one_line(str(err))
-        return None
-    if isinstance(err, (ValueError, TypeError, KeyError)) and _raised_in_our_code(err):
-        return _one_line(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
-    return None
+    return run_cli(module.run, args, f"btnk-env {name}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from models.files import atomic_path
 from models.image_file import read_image
 
 
@@ -56,8 +57,8 @@ def main() -> None:
         x = frames_to_tensor(frames, size=model.img_size)
         truth = tensor_to_frames(x)
         recon = tensor_to_frames(model.reconstruct(x))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure(truth, recon, labels).save(args.out)
+    with atomic_path(args.out, args.out.suffix) as tmp:
+        figure(truth, recon, labels).save(tmp)
     print(f"wrote {args.out}; mean PSNR {np.mean(psnr(truth, recon)):.2f} dB over {len(frames)} panoramas")
 
 
