@@ -17,8 +17,8 @@ agent file from someone else can run any code. :func:`load_agent` reads the zip 
 Example:
     >>> from btnk_env.demo import SHIPPED_AGENT
     >>> agent = load_agent(SHIPPED_AGENT)
-    >>> agent.observation_space.shape, agent.action_space.n
-    ((192,), np.int64(3))
+    >>> agent.observation_space.shape, int(agent.action_space.n)
+    ((192,), 3)
 """
 
 from __future__ import annotations
