@@ -21,7 +21,6 @@ import os
 import pickle
 import re
 import typing
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 

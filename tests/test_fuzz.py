@@ -19,8 +19,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from btnk_env.collection.seeds import SeedError, SeedRanges, parse_seeds
-from models.errors import BtnkEnvError
+from btnk_env.collection.seeds import SeedError, parse_seeds
 
 def fuzz(examples: int) -> settings:
     """Fixed examples (derandomized: the same inputs on every run and machine), no example database."""

@@ -156,8 +156,6 @@ class _Payload:
 
 
 def test_load_latents_never_runs_pickled_code(tmp_path):
-    import pickle
-
     torch.save({"latents": _Payload()}, tmp_path / "evil.pt")
     with pytest.raises(LatentsFileError, match="pickled objects"):
         load_latents(tmp_path / "evil.pt")
