@@ -167,8 +167,9 @@ def collect_panoramas(
         num_frames: total frames wanted in the folder (default: the trajectory's length).
         mode: ``"poses"`` (random navigable poses), ``"walk"`` (random walks of
             ``frames_per_scene`` frames) or ``"trajectory"`` (the given poses).
-        seeds: scene seeds (or ``"0-99"``, :func:`btnk_env.collection.seeds.parse_seeds`), used in turn, ``frames_per_scene`` frames each; the
-            built-in world makes apartment ``s`` from ``reset(seed=s)``.
+        seeds: scene seeds (or ``"0-99"``, :func:`btnk_env.collection.seeds.parse_seeds`), used in
+            turn, ``frames_per_scene`` frames each; the built-in world makes apartment ``s`` from
+            ``reset(seed=s)``.
         trajectory: for ``mode="trajectory"``: dicts with ``position`` ((x, z) or (x, y, z)),
             ``heading`` (radians) and optionally ``seed``.
         height: panorama height when ``env_or_id`` is an id.
@@ -207,8 +208,8 @@ def collect_panoramas(
     (root / "images").mkdir(parents=True, exist_ok=True)
     height = int(env.observation_space["rgb"].shape[0] if hasattr(env.observation_space, "spaces")
                  else env.observation_space.shape[0])
-    settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds, "frames_per_scene": frames_per_scene,
-                "height": height, "env": type(env).__name__}
+    settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds,
+                "frames_per_scene": frames_per_scene, "height": height, "env": type(env).__name__}
     if mode == "trajectory":
         settings["trajectory_length"] = len(trajectory)
     config_path = root / CONFIG
@@ -279,7 +280,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``btnk-env collect``; returns the exit status. Input errors (bad seeds, an output that
-    is a file, a read-only folder, a full disk) become one line through :func:`btnk_env.cli.explain`."""
+    is a file, a read-only folder, a full disk) become one line through :func:`models.errors.explain`."""
     from models.errors import BtnkEnvError
 
     seeds = parse_seeds(args.seeds)  # checked before the environment is built

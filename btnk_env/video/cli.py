@@ -170,7 +170,7 @@ def _load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``btnk-env video``; input errors become one line through :func:`btnk_env.cli.explain`."""
+    """Run ``btnk-env video``; input errors become one line through :func:`models.errors.explain`."""
     from tqdm import tqdm
 
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
