@@ -6,6 +6,12 @@ breaks another. A subcommand module exposes:
 
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``
 - ``run(args: argparse.Namespace) -> int | None`` (the exit status; ``None`` means 0)
+
+Errors take one path (:func:`models.errors.explain`): an input error (a :class:`models.errors.BtnkEnvError`, a
+``ValueError``/``TypeError``/``KeyError`` raised by a check in this project's own code) or an
+expected operating-system error (no space left, permission denied, read-only file system, a file
+or folder in the way, a missing file) is printed as one line, ``btnk-env <command>: <problem>.
+<fix>``, with exit status 2. Anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import argparse
 import importlib
 import sys
 from typing import Sequence
+
+from models.errors import run_cli
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -62,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"btnk-env {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    status = module.run(args)
-    return 0 if status is None else int(status)
+    return run_cli(module.run, args, f"btnk-env {name}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,12 +81,14 @@ def scripted_explorer(seed: int) -> Callable[[dict], int]:
 
 
 def ppo_policy(path: Path, latent_dim: int) -> Callable[[dict, np.ndarray], int]:
-    """A saved stable-baselines3 PPO agent acting on ``(D,)`` latents (deterministic actions)."""
-    from stable_baselines3 import PPO
+    """A saved stable-baselines3 PPO agent acting on ``(D,)`` latents (deterministic actions).
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no agent at {path}: train one with examples/train_ppo_latents.py --save DIR (it writes DIR/ppo_latents.zip)")
-    agent = PPO.load(path, device="cpu")
+    Read with :func:`btnk_env.agent_io.load_agent`: weights and plain settings only, nothing in
+    the file is unpickled.
+    """
+    from btnk_env.agent_io import load_agent
+
+    agent = load_agent(path, device="cpu")
     if tuple(agent.observation_space.shape) != (latent_dim,):
         raise ValueError(f"the agent at {path} acts on observations of shape {agent.observation_space.shape}, "
                          f"but this model gives ({latent_dim},) latents: use the agent's own model (--model)")
@@ -114,7 +116,10 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    from models.files import atomic_writer, atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+
     out = Path(out)
+    check_replaceable_dir(out, "demo", "choose another --out folder", _earlier_demo)  # before any work
     video_path = check_video_path(out / "episode.mp4")
     model, warning = load_demo_model(model_name)
     env = gym.make("btnk_env/PanoramaRooms-v0", height=height, world=world)
@@ -154,14 +159,19 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     truth = tensor_to_frames(frames_to_tensor(np.stack(frames), size=model.img_size))  # at the model's size
     frame_psnr = psnr(truth, decoded)  # (T,)
 
-    out.mkdir(parents=True, exist_ok=True)
+    claim_dir(out, "demo", "choose another --out folder", _earlier_demo)
     video = comparison_frames(decoded, truth, context=len(decoded), psnr_caption=True)
     write_video(video_path, video, fps=fps)
     still = out / "still.png"
+    import io
+
     from PIL import Image
 
-    Image.fromarray(video[len(video) // 2]).save(still)
-    np.save(out / "latents.npy", latents_np)
+    png = io.BytesIO()
+    Image.fromarray(video[len(video) // 2]).save(png, format="PNG")
+    atomic_write_bytes(still, png.getvalue())
+    with atomic_writer(out / "latents.npy") as f:
+        np.save(f, latents_np)
 
     report = {
         "model": model_name if warning is None else "untrained tiny (fallback)",
@@ -180,8 +190,13 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
         "files": {"video": str(video_path), "still": str(still), "latents": str(out / "latents.npy"),
                   "report": str(out / "report.json")},
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _earlier_demo(folder: Path) -> bool:
+    """An unmarked folder an earlier version of the demo wrote: its four files only."""
+    return {p.name for p in folder.iterdir()} <= {"episode.mp4", "still.png", "latents.npy", "report.json"}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,13 +16,15 @@ from PIL import Image, ImageDraw
 
 from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from models.files import atomic_path
+from models.image_file import read_image
 
 
 def load_frames(folder: Path, count: int, stride: int) -> tuple[list[str], np.ndarray]:
     """``count`` panoramas of a collected dataset (every ``stride``-th manifest entry)."""
     lines = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line.strip()]
     picked = lines[::stride][:count]
-    frames = np.stack([np.array(Image.open(folder / entry["file"]).convert("RGB")) for entry in picked])
+    frames = np.stack([read_image(folder / entry["file"]) for entry in picked])
     return [f"{e['scene']}" for e in picked], frames
 
 
@@ -55,8 +57,8 @@ def main() -> None:
         x = frames_to_tensor(frames, size=model.img_size)
         truth = tensor_to_frames(x)
         recon = tensor_to_frames(model.reconstruct(x))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure(truth, recon, labels).save(args.out)
+    with atomic_path(args.out, args.out.suffix) as tmp:
+        figure(truth, recon, labels).save(tmp)
     print(f"wrote {args.out}; mean PSNR {np.mean(psnr(truth, recon)):.2f} dB over {len(frames)} panoramas")
 
 

@@ -147,7 +147,10 @@ def main() -> None:
 def write_video_still(path: str, image: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    iio.imwrite(path, image, extension=".png", optimize=True)
+    from models.files import atomic_path
+
+    with atomic_path(path, ".png") as tmp:
+        iio.imwrite(tmp, image, extension=".png", optimize=True)
 
 
 if __name__ == "__main__":

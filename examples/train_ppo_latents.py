@@ -30,6 +30,7 @@ a simple task) or anything ``BtnkMAE.from_pretrained`` loads (folder, ``.pth``, 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -49,6 +50,8 @@ from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 import btnk_env  # noqa: E402,F401  (registers the environments)
 from btnk_env import BtnkMAEObservation  # noqa: E402
 from models import PRESETS, BtnkMAE  # noqa: E402
+from models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from models.image_file import read_image  # noqa: E402
 
 ENV_ID = "btnk_env/PanoramaRooms-v0"
 EVAL_SEED = 100_000  # evaluation layouts: seeds EVAL_SEED + i, never drawn in training
@@ -69,7 +72,7 @@ class TintedPanoramaEnv(gym.Env):
         if path.is_file():
             from PIL import Image
 
-            base = Image.open(path).convert("RGB").resize((2 * height, height), Image.BILINEAR)
+            base = Image.fromarray(read_image(path)).resize((2 * height, height), Image.BILINEAR)
             self.base = np.asarray(base, np.float32)
         else:  # no shared/ folder: smooth random colours
             rng = np.random.default_rng(0)
@@ -177,11 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(fmt(f"PPO after {args.timesteps} steps", results["after"]) + f"   ({results['train_seconds']:.0f} s training)")
 
     if args.save is not None:
-        args.save.mkdir(parents=True, exist_ok=True)
-        agent.save(args.save / "ppo_latents")
-        tmp = args.save / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(args.save / "results.json")
+        buf = io.BytesIO()
+        agent.save(buf)  # read back by btnk_env.agent_io.load_agent (weights and settings only)
+        atomic_write_bytes(args.save / "ppo_latents.zip", buf.getvalue())
+        atomic_write_text(args.save / "results.json", json.dumps(results, indent=2) + "\n")
         print(f"saved the agent and results.json in {args.save}")
     vec_env.close()
     eval_env.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Tuple, Union
 
@@ -14,6 +13,7 @@ import torch.nn as nn
 
 from models import checkpoint as ckpt
 from models.config import BtnkMAEConfig, ImageSize, check_img_size
+from models.files import atomic_path, atomic_write_text, claim_dir
 from models.decoder import BtnkDecoder
 from models.encoder import BtnkEncoder
 from models.hub import bundled_path, download_release, release_filename
@@ -283,19 +283,17 @@ class BtnkMAE(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file).
 
         ``dtype`` (e.g. ``torch.float16``) stores the weights at that precision to halve the file;
-        they load back as float32.
+        they load back as float32. ``directory`` must be new, empty, or a model folder written
+        here (it is marked as such, :mod:`models.files`); a folder of other files is refused.
         """
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = claim_dir(directory, "model", "choose a new folder for the model", _legacy_model_folder)
         state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()}
         meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-            tmp_path = tmp.name
-        save_file(state, tmp_path, metadata={"model_type": MODEL_TYPE})
-        os.replace(tmp_path, directory / WEIGHTS_FILE)
-        _atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"model_type": MODEL_TYPE})
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         return directory
 
     # ------------------------------------------------------------------ loading
@@ -352,7 +350,7 @@ class BtnkMAE(nn.Module):
             raise ckpt.CheckpointError(f"{config_path} is not valid JSON: {err}") from None
         if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
             raise ckpt.CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
-        config = BtnkMAEConfig.from_dict({**meta["config"], **overrides})
+        config = ckpt.config_from_saved(meta["config"], overrides, str(config_path))
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as err:
@@ -367,12 +365,12 @@ class BtnkMAE(nn.Module):
         if "enc_model" in obj and "dec_model" in obj:
             enc, dec = obj["enc_model"], obj["dec_model"]
             if "model_config" in obj:
-                config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+                config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
             else:
                 config = ckpt.infer_original_config(enc, dec, ckpt._plain(obj.get("cfg")), **overrides)
             state = ckpt.convert_original(enc, dec, config)
         elif "model" in obj and "model_config" in obj:
-            config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
+            config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
             state = obj["model"]
         elif "model" in obj:
             raise ckpt.CheckpointError(
@@ -406,10 +404,14 @@ class BtnkMAE(nn.Module):
         return model
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-        tmp_path = tmp.name
-    os.replace(tmp_path, path)
+def _legacy_model_folder(folder: Path) -> bool:
+    """A folder an earlier version's ``save_pretrained`` wrote (before folders were marked)."""
+    names = {p.name for p in folder.iterdir()}
+    if not names <= {CONFIG_FILE, WEIGHTS_FILE} or CONFIG_FILE not in names:
+        return False
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False
 
 

@@ -15,23 +15,27 @@ Every load is strict: missing, unexpected and mis-shaped keys raise :class:`Chec
 from __future__ import annotations
 
 import collections
+import dataclasses
+import logging
 import os
 import pickle
 import re
 import typing
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
 
 from models.config import STANDARD_HEADS, BtnkMAEConfig
+from models.errors import BtnkEnvError
 from models.pos_embed import sincos_pos_embed
 
 StateDict = Dict[str, torch.Tensor]
 
+logger = logging.getLogger(__name__)
 
-class CheckpointError(ValueError):
+
+class CheckpointError(BtnkEnvError):
     """A checkpoint cannot be read or does not fit the model; the message says why and what to do."""
 
 
@@ -79,7 +83,9 @@ def load_file(path: "str | os.PathLike[str]") -> Dict[str, Any]:
             f"checkpoints made of tensors and plain containers are loaded; if you trust this file, "
             f"convert it once with torch.load(weights_only=False) and save its state dicts."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere in the unpickler: all mean "corrupt"
         raise CheckpointError(
             f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}). "
             f"The file is truncated or corrupt, or is not a checkpoint (an HTML page saved from a "
@@ -88,6 +94,29 @@ def load_file(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     return dict(obj)
+
+
+def config_from_saved(values: Any, overrides: Mapping[str, Any], source: str) -> BtnkMAEConfig:
+    """The config this project stored (``config.json``'s ``config``, a checkpoint's ``model_config``).
+
+    Every field must be there (``BtnkMAEConfig.to_dict`` writes them all): a missing ``act_fn``
+    would otherwise load as "no activation" and a missing size as a default, silently.
+    ``overrides`` may supply what is missing.
+    """
+    if not isinstance(values, Mapping):
+        raise CheckpointError(f"{source}: the stored model config is a {type(values).__name__}, not a mapping")
+    fields = [f.name for f in dataclasses.fields(BtnkMAEConfig)]
+    missing = [k for k in fields if k not in values and k not in overrides]
+    if missing:
+        raise CheckpointError(
+            f"{source}: the stored model config has no {missing}; this format stores every field (save_pretrained "
+            f"writes them all), so a missing one is not guessed. Add it to the file (\"act_fn\": null means no "
+            f"activation) or pass it: from_pretrained(path, {missing[0]}=...)"
+        )
+    try:
+        return BtnkMAEConfig.from_dict({**values, **overrides})
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: the stored model config is invalid: {err}") from None
 
 
 def _plain(obj: Any) -> Any:
@@ -258,6 +287,19 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
     Keys starting with a prefix in ``allow_missing`` may be absent (they keep their init).
     """
     own = module.state_dict()
+    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{source}: entries {not_tensors[:8]} are not tensors")
+    dtypes = [f"{k}: {v.dtype}" for k, v in state_dict.items()
+              if k in own and own[k].is_floating_point() and not v.is_floating_point()]
+    if dtypes:
+        raise CheckpointError(
+            f"{source} stores weights that are not floating point ({len(dtypes)}): {dtypes[:8]}; weights must be "
+            f"float32, float16, bfloat16 or float64. The file was not written by save_pretrained, or is damaged."
+        )
+    wide = [k for k, v in state_dict.items() if k in own and v.dtype == torch.float64]
+    if wide:
+        logger.warning("%s stores %d tensors as float64; loaded as the model's %s", source, len(wide), own[wide[0]].dtype)
     missing = [k for k in own if k not in state_dict and not k.startswith(allow_missing)]
     unexpected = [k for k in state_dict if k not in own]
     shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"

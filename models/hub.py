@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Dict
 
+from models.errors import BtnkEnvError
+
 logger = logging.getLogger(__name__)
 
 HUB_REPO = "zhaozewang56/btnk_mae"
@@ -31,7 +33,7 @@ BUNDLED: Dict[str, str] = {"panorama-rooms-small": "panorama_rooms_small"}
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(BtnkEnvError, RuntimeError):
     """A release could not be downloaded or verified; the message says what to do instead."""
 
 

@@ -23,7 +23,7 @@ HEADS = dict(num_heads=4, decoder_num_heads=4)
 @torch.no_grad()
 def test_save_pretrained_roundtrip_non_square(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".btnk-env-owned", "config.json", "model.safetensors"]
     loaded = BtnkMAE.from_pretrained(tmp_path / "m")
     assert loaded.config == tiny_model.config and loaded.img_size == (32, 64)
     x = torch.randn(2, 3, 32, 64)

@@ -71,5 +71,7 @@ def test_cli_reports_a_typo_with_exit_status_2(capsys):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert run(parser.parse_args(["data.path=x", "train.epoch=3"])) == 2
+    from models.errors import run_cli
+
+    assert run_cli(run, parser.parse_args(["data.path=x", "train.epoch=3"]), "btnk-env train") == 2
     assert "unknown config key 'train.epoch'" in capsys.readouterr().err

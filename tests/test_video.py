@@ -10,6 +10,7 @@ import torch
 
 import btnk_env  # noqa: F401  (registers the environments)
 from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
+from btnk_env.video.decode import LatentsFileError
 from btnk_env.video.io import check_video_path, codec_safe_size, write_video
 from btnk_env.video.layout import psnr
 from models import BtnkMAE, frames_to_tensor, tensor_to_frames
@@ -77,7 +78,7 @@ def test_episode_decodes_like_reconstruct_and_survives_mp4_and_gif(episode, mode
     assert gif_err.mean() < 3 and psnr(direct, back_gif).min() > 33  # 256-colour palettes
 
     folder = write_video(tmp_path / "episode_png", decoded[0])
-    back_png = np.stack([iio.imread(p) for p in sorted(folder.iterdir())])
+    back_png = np.stack([iio.imread(p) for p in sorted(folder.glob("*.png"))])
     np.testing.assert_array_equal(back_png, decoded[0])  # lossless
 
 
@@ -155,10 +156,8 @@ class _Payload:
 
 
 def test_load_latents_never_runs_pickled_code(tmp_path):
-    import pickle
-
     torch.save({"latents": _Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(LatentsFileError, match="pickled objects"):
         load_latents(tmp_path / "evil.pt")
 
 

@@ -41,7 +41,7 @@ def test_comparison_video_equals_the_library_layout(files):
         str(tmp / "truth.npy"),
     ]
     assert main(args + ["--context", "2", "--out", str(out), "--batch-size", "3"]) == 0
-    written = np.stack([iio.imread(p) for p in sorted(out.iterdir())])
+    written = np.stack([iio.imread(p) for p in sorted(out.glob("*.png"))])
     expected = comparison_frames(decode_rollout(model, latents), truth, context=2)
     np.testing.assert_array_equal(written, expected)
 
@@ -55,7 +55,7 @@ def test_raw_layout_and_interpolation(files, capsys):
     model, tmp, latents, truth = files
     base = ["video", "--checkpoint", str(tmp / "model")]
     assert main(base + ["--latents", str(tmp / "latents.npy"), "--layout", "raw", "--out", str(tmp / "raw")]) == 0
-    raw = np.stack([iio.imread(p) for p in sorted((tmp / "raw").iterdir())])
+    raw = np.stack([iio.imread(p) for p in sorted((tmp / "raw").glob("*.png"))])
     decoded = decode_rollout(model, latents)
     np.testing.assert_array_equal(raw, np.concatenate([decoded[0], decoded[1]], axis=2))  # sequences side by side
 
@@ -78,7 +78,7 @@ def test_raw_layout_and_interpolation(files, capsys):
         )
         == 0
     )
-    frames = np.stack([iio.imread(p) for p in sorted((tmp / "i").iterdir())])
+    frames = np.stack([iio.imread(p) for p in sorted((tmp / "i").glob("*.png"))])
     path = interpolate_latents(latents[0, 0], latents[1, 4], 4, "linear")
     expected = interpolation_frames(truth[0, 0], decode_rollout(model, path)[0], truth[1, 4])
     assert frames.shape == expected.shape

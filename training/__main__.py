@@ -3,8 +3,9 @@
 import argparse
 import sys
 
+from models.errors import run_cli
 from training.cli import add_arguments, run
 
 parser = argparse.ArgumentParser(prog="python -m training", description="train or finetune a bottleneck MAE")
 add_arguments(parser)
-sys.exit(run(parser.parse_args()))
+sys.exit(run_cli(run, parser.parse_args(), "python -m training"))

@@ -3,9 +3,11 @@
 A checkpoint is a dict of tensors and plain containers only (so ``torch.load(weights_only=True)``
 reads it): ``model`` (state dict), ``model_config`` (``BtnkMAEConfig.to_dict()``), ``optimizer``,
 ``scaler``, ``epoch``, ``step`` (optimizer steps done), ``rng`` (one entry per rank: torch, CUDA,
-numpy, python), ``config`` (the train config as a plain dict) and ``format``. It is written to a
-temporary file in the same folder, flushed and fsynced, then ``os.replace``d over the target,
-so a crash mid-write never leaves a corrupt ``checkpoint-latest.pth``.
+numpy, python), ``config`` (the train config as a plain dict) and ``format``. It is written with
+:func:`models.files.atomic_writer` (a temporary file in the same folder, fsynced, then
+``os.replace``d over the target, with the umask's permissions), so a crash mid-write never leaves
+a corrupt ``checkpoint-latest.pth``; a full disk raises ``OSError(ENOSPC)``, not torch's
+``inline_container.cc`` message.
 
 Example:
     >>> import tempfile, torch
@@ -19,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import random
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import CheckpointError, load_file
+from models.files import atomic_writer
 
 FORMAT = "btnk_env.training/1"
 LATEST = "checkpoint-latest.pth"
@@ -43,28 +48,43 @@ def epoch_name(epoch: int) -> str:
 
 
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
+    """Write ``state`` to ``path`` atomically (:func:`models.files.atomic_writer`).
+
+    Raises:
+        OSError: the disk is full (``ENOSPC``) or not writable; the old ``path`` is untouched and
+            no temporary file is left.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - e.g. file systems without directory fsync
-        pass
+        with atomic_writer(path) as f:
+            torch.save({"format": FORMAT, **state}, _PythonWrites(f))
+    except RuntimeError as err:  # torch's writer, when a write fails below it ("inline_container.cc")
+        if "inline_container" not in str(err) and "write" not in str(err):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(errno.ENOSPC if free < (64 << 20) else errno.EIO,
+                      f"cannot write the checkpoint {path}: "
+                      + ("no space left on the device" if free < (64 << 20) else f"the write failed ({err})")
+                      + "; free some space or set io.out_dir on another disk", str(path)) from None
     return path
+
+
+class _PythonWrites(io.RawIOBase):
+    """Hands torch.save a writer without ``fileno``, so each write goes through Python and a full
+    disk raises ``OSError(ENOSPC)`` from ``write`` itself (a real file makes torch report
+    ``unexpected pos ... inline_container.cc`` instead)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def load_checkpoint(path: PathLike) -> Dict[str, Any]:

@@ -3,7 +3,8 @@
     btnk-env train --config configs/finetune_pano_native.yaml data.path=data/pano io.out_dir=runs/pano
     torchrun --nproc_per_node=2 -m training --config configs/finetune_pano_native.yaml train.batch_size=8
 
-Exit status: 0 done, 1 the run failed (non-finite loss), 2 bad config or data.
+Exit status: 0 done, 1 the run failed (non-finite loss), 2 bad config, data, run folder or a full
+disk (one line, through :func:`models.errors.explain`; a bug shows its traceback).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import os
 import sys
 
-from training.config import ConfigError, load_config, to_yaml
+from training.config import load_config, to_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,17 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print where the results are."""
     from training import distributed as D
-    from training.datasets import DatasetError
-    from models import CheckpointError
 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, other ranks log warnings only
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if main_rank else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"btnk-env train: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)  # a ConfigError becomes one line (models.errors.explain)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
@@ -47,9 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, progress=cfg.io.progress and not args.no_progress and sys.stderr.isatty())
-    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"btnk-env train: {err}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as err:
         print(f"btnk-env train: {err}", file=sys.stderr)
         return 1

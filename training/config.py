@@ -17,21 +17,35 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from models.errors import BtnkEnvError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
 DATA_KINDS = ("auto", "folder", "panorama", "hf")
 
 
-class ConfigError(ValueError):
+class ConfigError(BtnkEnvError):
     """A config file or override is invalid; the message names the key and the fix."""
+
+
+def _positive(key: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
 
 
 @dataclass
@@ -109,6 +123,8 @@ class DataConfig:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_scale)}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ConfigError(f"data.max_images must be >= 1 or null, got {self.max_images}")
 
 
 @dataclass
@@ -135,10 +151,18 @@ class OptimConfig:
     """Clip the global gradient norm to this value."""
 
     def __post_init__(self) -> None:
-        for name in ("blr", "min_lr", "weight_decay", "encoder_lr_scale", "warmup_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        _positive("optim.blr", self.blr)
+        if self.lr is not None:
+            _positive("optim.lr", self.lr)
+        for name in ("min_lr", "weight_decay", "encoder_lr_scale", "warmup_epochs"):
+            _non_negative(f"optim.{name}", getattr(self, name))
+        if self.lr is not None and self.min_lr > self.lr:
+            raise ConfigError(f"optim.min_lr={self.min_lr} is above optim.lr={self.lr}; the floor must be below the peak")
+        if self.warmup_iters is not None and self.warmup_iters < 0:
+            raise ConfigError(f"optim.warmup_iters must be >= 0 or null, got {self.warmup_iters}")
+        if self.clip_grad is not None:
+            _positive("optim.clip_grad", self.clip_grad)
+        if len(self.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optim.betas must be [b1, b2] in [0, 1), got {list(self.betas)}")
 
 
@@ -168,6 +192,9 @@ class LoopConfig:
     """Normalize each target patch to zero mean / unit variance (MAE's option)."""
     resume: Optional[str] = None
     """A checkpoint of this trainer to continue from, or ``auto`` (``io.out_dir``'s latest, if any)."""
+    overwrite: bool = False
+    """Start over in an ``io.out_dir`` that already holds a run, removing that run's checkpoints,
+    metrics and final model (without it, such a folder needs ``resume=auto`` or another ``io.out_dir``)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "accum_iter"):
@@ -177,7 +204,9 @@ class LoopConfig:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        if self.btnk_loss_coeff < 0 or self.full_mae_loss_coeff < 0 or self.btnk_loss_coeff + self.full_mae_loss_coeff == 0:
+        _non_negative("train.btnk_loss_coeff", self.btnk_loss_coeff)
+        _non_negative("train.full_mae_loss_coeff", self.full_mae_loss_coeff)
+        if self.btnk_loss_coeff + self.full_mae_loss_coeff == 0:
             raise ConfigError("train.btnk_loss_coeff and train.full_mae_loss_coeff must be >= 0, not both 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
@@ -212,6 +241,9 @@ class IOConfig:
         for name in ("save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"io.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("save_every_steps", "snapshot_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"io.{name} must be >= 1 or null, got {getattr(self, name)}")
 
 
 @dataclass
@@ -226,6 +258,8 @@ class DistConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "nccl", "gloo"):
             raise ConfigError(f"dist.backend must be auto, nccl or gloo, got {self.backend!r}")
+        if self.timeout_s < 1:
+            raise ConfigError(f"dist.timeout_s must be >= 1, got {self.timeout_s}")
 
 
 @dataclass
@@ -274,6 +308,10 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         except OmegaConfBaseException as err:
             raise _explain(err, str(path)) from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{path} does not fit the config: {err}") from None
+        except yaml.YAMLError as err:  # also a python/object tag: the safe loader never constructs one
+            raise ConfigError(f"{path} is not a valid YAML config: {' '.join(str(err).split())[:300]}") from None
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.batch_size=64")
@@ -282,6 +320,11 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         except OmegaConfBaseException as err:
             raise _explain(err, "the command-line overrides") from None
+        except (TypeError, ValueError) as err:  # omegaconf: "Cannot merge incompatible container types"
+            raise ConfigError(f"the command-line overrides do not fit the config: {err}; e.g. optim.betas=[0.9,0.95]") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"an override is not a valid value: {' '.join(str(err).split())[:200]}; quote "
+                              f"strings, write lists as [a,b]") from None
     return cfg
 
 

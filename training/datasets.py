@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from models.errors import BtnkEnvError
 from models.image import normalize
+from models.image_file import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ PANORAMA_CONFIG = "dataset_config.json"
 MANIFEST = "manifest.jsonl"
 
 
-class DatasetError(ValueError):
+class DatasetError(BtnkEnvError):
     """The dataset is missing, empty or malformed; the message says what was looked for."""
 
 
@@ -100,14 +102,10 @@ class ImageTransform:
 
 
 def decode_image(data_or_path: Any) -> np.ndarray:
-    """A path, bytes or PIL image -> ``(H, W, 3)`` uint8 RGB. Raises on undecodable data."""
-    from PIL import Image
-
-    if isinstance(data_or_path, Image.Image):
-        return np.array(data_or_path.convert("RGB"))
-    with Image.open(data_or_path) as im:
-        im.load()  # decode fully: a truncated file fails here, not later
-        return np.array(im.convert("RGB"))
+    """A path, bytes or PIL image -> ``(H, W, 3)`` uint8 RGB, converted faithfully
+    (:func:`models.image_file.read_image`: 16-bit grayscale is scaled, not saturated; float
+    images are refused). Raises on undecodable data; the datasets skip and count such images."""
+    return read_image(data_or_path)
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -215,6 +213,8 @@ def panorama_files(root: Path) -> List[Path]:
             continue
         try:
             rel = json.loads(line)["file"]
+            if not isinstance(rel, str):
+                raise TypeError("'file' is not a string")
         except (json.JSONDecodeError, KeyError, TypeError):
             logger.warning("%s line %d is not a JSON object with a 'file' (cut short by a crash?): skipped", manifest, n)
             continue

@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  over {result.n_images} images at {h}x{w}"
           + (f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else ""))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(asdict(result), f, indent=1)
+        from models.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(asdict(result), indent=1))
     return 0
 
 

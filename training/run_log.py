@@ -17,16 +17,17 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
+from models.files import atomic_write_bytes, atomic_write_text
 from models.image import tensor_to_frames
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,18 @@ class MetricsWriter:
         out_dir: the run folder.
         tensorboard: also write TensorBoard events to ``out_dir/tb``.
         wandb: also log to Weights & Biases (``wandb_project``, ``run_name``, ``config``).
+        resume_step: the step the run resumes from: rows of later steps (written after that
+            checkpoint by a run that was then killed) and a torn last line are dropped first, so
+            the resumed run writes each step once.
     """
 
     def __init__(self, out_dir: "str | os.PathLike[str]", tensorboard: bool = False, wandb: bool = False,
-                 wandb_project: str = "btnk_mae", run_name: Optional[str] = None, config: Optional[dict] = None) -> None:
+                 wandb_project: str = "btnk_mae", run_name: Optional[str] = None, config: Optional[dict] = None,
+                 resume_step: Optional[int] = None) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            truncate_metrics(self.out_dir, resume_step)
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a", buffering=1)
         csv_path = self.out_dir / "metrics.csv"
         self._csv_fields: Optional[List[str]] = None
@@ -125,13 +132,37 @@ def snapshot_grid(images: torch.Tensor, recon: torch.Tensor, gap: int = 2) -> np
     return grid
 
 
+def truncate_metrics(out_dir: Path, step: int) -> None:
+    """Keep only the rows of ``metrics.jsonl``/``metrics.csv`` up to ``step`` (whole lines only)."""
+    path = out_dir / "metrics.jsonl"
+    if path.is_file():
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line torn by a kill: it and anything after it are dropped
+            if not line.endswith("\n") or int(row.get("step", 0)) > step:
+                break
+            kept.append(line)
+        atomic_write_text(path, "".join(kept))
+    path = out_dir / "metrics.csv"
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if rows:
+            header, body = rows[0], rows[1:]
+            col = header.index("step") if "step" in header else None
+            keep = [r for r in body if col is not None and len(r) == len(header) and r[col].isdigit() and int(r[col]) <= step]
+            buf = io.StringIO()
+            csv.writer(buf).writerows([header] + keep)
+            atomic_write_text(path, buf.getvalue())
+
+
 def save_png(path: Path, pixels: np.ndarray) -> Path:
     """Write an ``(H, W, 3)`` uint8 image atomically."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    with os.fdopen(fd, "wb") as f:
-        Image.fromarray(pixels).save(f, format="PNG")
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -43,6 +43,8 @@ from training.config import TrainConfig, to_dict, to_yaml
 from training.datasets import DatasetError, collate_skip, dataset_from_config
 from training.losses import bottleneck_losses
 from training.lr_sched import lr_at, param_groups, peak_lr, set_lr
+from models.files import atomic_write_text
+from training.run_folder import RunFolder, RunFolderError
 from training.run_log import MetricsWriter, save_png, snapshot_grid
 from training.sampler import EpochBatchSampler
 
@@ -115,6 +117,39 @@ class Trainer:
         if t.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("train.precision=fp16 needs CUDA; use train.precision=bf16 on the CPU")
         self.out_dir = Path(cfg.io.out_dir)
+        self._run_folder = self._claim_run_folder()
+        try:
+            self._build(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def _claim_run_folder(self) -> Optional[RunFolder]:
+        """Lock and check ``io.out_dir`` on rank 0 (:mod:`training.run_folder`); every rank stops if it refuses."""
+        t = self.cfg.train
+        folder, problem = None, None
+        if self.ctx.is_main:
+            folder = RunFolder(self.out_dir, t.resume, t.overwrite)
+            try:
+                folder.acquire()
+            except Exception as err:  # noqa: BLE001 - sent to the other ranks, then raised
+                problem = err
+        if self.ctx.enabled:
+            messages = D.all_gather_objects(None if problem is None else str(problem))
+            if problem is None and messages[0] is not None:
+                raise RunFolderError(messages[0])
+        if problem is not None:
+            raise problem
+        return folder
+
+    def close(self) -> None:
+        """Release the run folder (done by :meth:`fit`; for a trainer that is built but never fitted)."""
+        if getattr(self, "_run_folder", None) is not None:
+            self._run_folder.release()
+            self._run_folder = None
+
+    def _build(self, cfg: TrainConfig) -> None:
+        t = cfg.train
         torch.manual_seed(t.seed)
         state = self._resume_state()
         if state is not None and state.get("_full", False):
@@ -294,17 +329,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Train until ``train.epochs`` (or ``train.max_steps``) and export ``out_dir/final``."""
+        """Train until ``train.epochs`` (or ``train.max_steps``) and export ``out_dir/final``; the run
+        folder is released at the end, also on an error."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> TrainResult:
         t = self.cfg.train
         self.stop_step = min(self.total_steps, t.max_steps or self.total_steps)
         self._rng_at_step = ckpt.get_rng_state()
         self._skipped_total = 0
         bar = None
         if self.ctx.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(to_yaml(self.cfg))
+            atomic_write_text(self.out_dir / "config.yaml", to_yaml(self.cfg))
             io = self.cfg.io
-            self.writer = MetricsWriter(self.out_dir, io.tensorboard, io.wandb, io.wandb_project, io.run_name, to_dict(self.cfg))
+            self.writer = MetricsWriter(self.out_dir, io.tensorboard, io.wandb, io.wandb_project, io.run_name, to_dict(self.cfg),
+                                        resume_step=self.step)
             if self.progress:
                 from tqdm.auto import tqdm
 

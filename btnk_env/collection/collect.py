@@ -23,10 +23,14 @@ import io
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from btnk_env.collection.seeds import SeedRanges, parse_seeds
+from models.files import atomic_write_bytes as _atomic_write_bytes  # temporaries: .NAME.<hex>.btnk-tmp, never *.png
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
@@ -39,29 +43,9 @@ _RECORD_KEYS = ("index", "file", "scene", "seed", "position", "heading", "mode")
 WALK_ACTION_PROBS = (0.6, 0.2, 0.2)  # move_forward, turn_left, turn_right
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``.
-
-    Example:
-        >>> parse_seeds("0-3,7")
-        [0, 1, 2, 3, 7]
-    """
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-            seeds += list(range(int(lo), int(hi) + 1))
-        elif part:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
-    return seeds
-
-
 def _valid_record(rec: Any, index: int, root: Path) -> bool:
     return (isinstance(rec, dict) and all(k in rec for k in _RECORD_KEYS) and rec["index"] == index
-            and (root / rec["file"]).is_file())
+            and isinstance(rec["file"], str) and (root / rec["file"]).is_file())
 
 
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
@@ -91,15 +75,6 @@ def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # not *.png, so loaders globbing PNGs never see it
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -126,7 +101,8 @@ class _Driver:
     """Puts the environment at the pose of frame ``i`` for each mode."""
 
     def __init__(self, env, mode, seeds, frames_per_scene, trajectory):
-        self.env, self.mode, self.seeds, self.fps = env, mode, list(seeds), frames_per_scene
+        self.env, self.mode, self.fps = env, mode, frames_per_scene
+        self.seeds = seeds if isinstance(seeds, SeedRanges) else list(seeds)  # ranges stay compact
         self.trajectory = trajectory
         self._scene_seed: int | None = None
         self._walk: tuple[int, int, np.random.Generator] | None = None  # (segment start, last frame, rng)
@@ -191,8 +167,9 @@ def collect_panoramas(
         num_frames: total frames wanted in the folder (default: the trajectory's length).
         mode: ``"poses"`` (random navigable poses), ``"walk"`` (random walks of
             ``frames_per_scene`` frames) or ``"trajectory"`` (the given poses).
-        seeds: scene seeds (or ``"0-99"``), used in turn, ``frames_per_scene`` frames each; the
-            built-in world makes apartment ``s`` from ``reset(seed=s)``.
+        seeds: scene seeds (or ``"0-99"``, :func:`btnk_env.collection.seeds.parse_seeds`), used in
+            turn, ``frames_per_scene`` frames each; the built-in world makes apartment ``s`` from
+            ``reset(seed=s)``.
         trajectory: for ``mode="trajectory"``: dicts with ``position`` ((x, z) or (x, y, z)),
             ``heading`` (radians) and optionally ``seed``.
         height: panorama height when ``env_or_id`` is an id.
@@ -215,7 +192,7 @@ def collect_panoramas(
         raise ValueError(f"num_frames must be a non-negative integer, got {num_frames}")
     if frames_per_scene < 1:
         raise ValueError(f"frames_per_scene must be >= 1, got {frames_per_scene}")
-    seeds = parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
+    seeds = parse_seeds(seeds) if isinstance(seeds, (str, SeedRanges)) else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
 
@@ -231,8 +208,8 @@ def collect_panoramas(
     (root / "images").mkdir(parents=True, exist_ok=True)
     height = int(env.observation_space["rgb"].shape[0] if hasattr(env.observation_space, "spaces")
                  else env.observation_space.shape[0])
-    settings = {"mode": mode, "seeds": seeds, "frames_per_scene": frames_per_scene,
-                "height": height, "env": type(env).__name__}
+    settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds,
+                "frames_per_scene": frames_per_scene, "height": height, "env": type(env).__name__}
     if mode == "trajectory":
         settings["trajectory_length"] = len(trajectory)
     config_path = root / CONFIG
@@ -243,7 +220,7 @@ def collect_panoramas(
                              "Use another folder or the same settings to resume.")
     records = load_manifest(root)
     _rewrite_manifest(root, records)
-    for stale in (root / "images").glob(".*.tmp"):
+    for stale in (root / "images").glob(".*tmp"):
         stale.unlink()
     _write_config(root, height, len(records), settings)
     if records:
@@ -302,13 +279,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``btnk-env collect``; returns the exit status."""
+    """Run ``btnk-env collect``; returns the exit status. Input errors (bad seeds, an output that
+    is a file, a read-only folder, a full disk) become one line through :func:`models.errors.explain`."""
+    from models.errors import BtnkEnvError
+
+    seeds = parse_seeds(args.seeds)  # checked before the environment is built
     trajectory = None
     if args.trajectory:
         with open(args.trajectory, encoding="utf-8") as fh:
-            trajectory = [json.loads(line) for line in fh if line.strip()]
+            try:
+                trajectory = [json.loads(line) for line in fh if line.strip()]
+            except json.JSONDecodeError as err:
+                raise BtnkEnvError(f"{args.trajectory} is not JSON lines ({err}); write one JSON object per line") from None
     if args.num_frames is None and trajectory is None:
-        print("btnk-env collect: --num-frames is required unless --trajectory is given")
+        print("btnk-env collect: --num-frames is required unless --trajectory is given", file=sys.stderr)
         return 2
     if args.habitat_scene:
         from btnk_env.envs.habitat import HabitatPanoramaEnv
@@ -319,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
 
         env = PanoramaRoomsEnv(height=args.height, world=args.world)
     try:
-        out = collect_panoramas(env, args.out, args.num_frames, mode=args.mode, seeds=args.seeds,
+        out = collect_panoramas(env, args.out, args.num_frames, mode=args.mode, seeds=seeds,
                                 trajectory=trajectory, frames_per_scene=args.frames_per_scene,
                                 progress=not args.no_progress)
     finally:

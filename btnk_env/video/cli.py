@@ -94,13 +94,15 @@ def load_frames(path: Path) -> np.ndarray:
     """Ground-truth frames from ``path``: ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` uint8."""
     import imageio.v3 as iio
 
+    from models.image_file import read_image
+
     if not path.exists():
         raise FileNotFoundError(f"ground-truth frames {path} do not exist")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        frames = np.stack([_rgb(iio.imread(p), p) for p in files])
+        frames = np.stack([read_image(p) for p in files])
     elif path.suffix.lower() in (".npy", ".npz"):
         frames = np.load(path, allow_pickle=False)
         if isinstance(frames, np.lib.npyio.NpzFile):
@@ -168,25 +170,7 @@ def _load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from models import CheckpointError
-
-    try:
-        return _run(args)
-    except (
-        ValueError,
-        KeyError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-        NotADirectoryError,
-        IsADirectoryError,
-        CheckpointError,
-    ) as err:
-        print(f"btnk-env video: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+    """Run ``btnk-env video``; input errors become one line through :func:`models.errors.explain`."""
     from tqdm import tqdm
 
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
@@ -205,12 +189,12 @@ def _run(args: argparse.Namespace) -> int:
     size = model.img_size
 
     if args.interpolate is not None:
-        import imageio.v3 as iio
         import torch
 
         from models import frames_to_tensor
+        from models.image_file import read_image
 
-        ends = [_resize(_rgb(iio.imread(p), p), size) for p in args.interpolate]
+        ends = [_resize(read_image(p), size) for p in args.interpolate]
         with torch.inference_mode():
             z = model.encode(frames_to_tensor(np.stack(ends), device=model.device))  # (2, D)
         path = interpolate_latents(z[0].cpu(), z[1].cpu(), args.steps, args.method)  # (S, D)

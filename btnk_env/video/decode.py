@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models import BtnkMAE, tensor_to_frames
+from models.errors import BtnkEnvError
 from models.precision import for_inference
 
 __all__ = ["decode_rollout", "iter_decoded", "check_latents", "load_latents", "interpolate_latents", "LATENT_SUFFIXES"]
@@ -170,6 +171,50 @@ def _pick(entries: dict, path: Path, key: Optional[str]) -> object:
     raise ValueError(f"{path} holds several arrays {sorted(entries)}; name the one to decode with key=... (--key)")
 
 
+class LatentsFileError(BtnkEnvError):
+    """A latents file cannot be read safely (corrupt, truncated, or it holds pickled objects)."""
+
+
+def _read_arrays(path: Path, suffix: str) -> object:
+    """The array (or dict of arrays) in ``path``, read without unpickling anything.
+
+    ``.npy``/``.npz`` with object arrays, and ``.pt`` pickles of anything but tensors and plain
+    containers, are refused; a corrupt or truncated file raises :class:`LatentsFileError`.
+    """
+    import pickle
+
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise LatentsFileError(
+            f"refusing to read {path}: it holds pickled objects other than tensors, which could run code "
+            f"({str(err).splitlines()[0][:160]}); save the latents as a tensor, .npy or .safetensors"
+        ) from None
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise LatentsFileError(
+                f"refusing to read {path}: it holds a numpy object array (a pickle, which could run code); "
+                f"save the latents as a float array"
+            ) from None
+        raise LatentsFileError(f"cannot read {path}: {str(err)[:200]}. The file is corrupt or not {suffix}") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere in a reader: all mean "corrupt"
+        raise LatentsFileError(
+            f"cannot read {path} ({type(err).__name__}: {str(err)[:160]}): the file is truncated, corrupt or not "
+            f"{suffix}; write it again"
+        ) from None
+
+
 def load_latents(path: Union[str, "os.PathLike[str]"], key: Optional[str] = None) -> torch.Tensor:
     """Read a latent rollout from a file, safely (no pickled code runs).
 
@@ -185,7 +230,7 @@ def load_latents(path: Union[str, "os.PathLike[str]"], key: Optional[str] = None
 
     Raises:
         FileNotFoundError, ValueError (unknown suffix, several arrays and no key, not float),
-        KeyError (``key`` missing).
+        KeyError (``key`` missing), LatentsFileError (corrupt file, or pickled objects: never unpickled).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -193,18 +238,8 @@ def load_latents(path: Union[str, "os.PathLike[str]"], key: Optional[str] = None
         raise ValueError(f"cannot read latents from {path}: the suffix must be one of {LATENT_SUFFIXES}")
     if not path.is_file():
         raise FileNotFoundError(f"latents file {path} does not exist")
-    if suffix == ".npy":
-        value: object = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            value = _pick({k: archive[k] for k in archive.files}, path, key)
-    elif suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        value = _pick(load_file(str(path)), path, key)
-    else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        value = _pick(obj, path, key) if isinstance(obj, dict) else obj
+    entries = _read_arrays(path, suffix)
+    value = _pick(entries, path, key) if isinstance(entries, dict) else entries
     if isinstance(value, np.ndarray):
         if not np.issubdtype(value.dtype, np.floating):
             raise ValueError(f"latents in {path} must be float, got dtype {value.dtype}")

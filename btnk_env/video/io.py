@@ -1,9 +1,11 @@
 """Write frames as videos through imageio: MP4 (H.264), GIF, or a folder of PNGs.
 
 The kind follows the path: ``*.mp4`` -> H.264 MP4 via imageio-ffmpeg, ``*.gif`` -> animated GIF
-via Pillow, no suffix -> a folder of ``frame_00000.png``, ... Every writer writes to a temporary
-file (folder) beside the target and renames it into place when complete, so a crash never leaves
-a truncated video under the final name. :func:`check_video_path` validates a path before any
+via Pillow, no suffix -> a folder of ``frame_00000.png``, ... Every writer writes through
+:mod:`models.files`: to a temporary file (folder) beside the target, renamed into place when
+complete, so a crash never leaves a truncated video under the final name. A PNG folder is marked
+as written by btnk-env; an existing folder is replaced only if it is empty or such a PNG folder,
+never a folder of the user's files. :func:`check_video_path` validates a path before any
 decoding work.
 
 Codec-safe sizes: H.264 in ``yuv420p`` needs even sizes and players prefer multiples of 16;
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Iterable, Tuple, Union
 
 import numpy as np
+
+from models.files import atomic_dir, atomic_path, check_replaceable_dir
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -40,6 +42,9 @@ Frames = Union[np.ndarray, Iterable[np.ndarray]]
 
 VIDEO_SUFFIXES = (".mp4", ".gif", "")
 """``.mp4``, ``.gif``, or no suffix for a folder of PNG frames."""
+PNG_KIND = "png-sequence"
+"""Owner kind (:mod:`models.files`) of the PNG-frame folders written here."""
+_PNG_FIX = "give a new folder name, or a .mp4/.gif file name"
 
 
 def check_video_path(path: PathLike, overwrite: bool = True) -> Path:
@@ -49,6 +54,7 @@ def check_video_path(path: PathLike, overwrite: bool = True) -> Path:
         ValueError: unknown suffix.
         FileExistsError: the target exists and ``overwrite`` is False (or a PNG folder that is
             not a folder).
+        models.files.NotOursError: a PNG-frame folder holds files btnk-env did not write.
         PermissionError / NotADirectoryError: the parent folder is not a writable folder.
     """
     path = Path(path)
@@ -70,6 +76,8 @@ def check_video_path(path: PathLike, overwrite: bool = True) -> Path:
             raise FileExistsError(f"{path} exists; remove it or allow overwriting")
         if suffix == "" and not path.is_dir():
             raise FileExistsError(f"{path} exists and is not a folder; a PNG sequence needs a folder")
+        if suffix == "":
+            check_replaceable_dir(path, PNG_KIND, _PNG_FIX)
         if suffix != "" and path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; choose a file name")
     return path
@@ -125,12 +133,6 @@ def _check_fps(fps: float) -> float:
     return float(fps)
 
 
-def _temp_beside(path: Path, suffix: str) -> Path:
-    """A fresh name beside ``path`` (created by the writer, so it gets the usual permissions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-
-
 def write_mp4(path: PathLike, frames: Frames, fps: float = 10, *, crf: int = 18, block: int = 16) -> Path:
     """Write an H.264 MP4 (yuv420p, plays everywhere) via imageio-ffmpeg.
 
@@ -150,8 +152,7 @@ def write_mp4(path: PathLike, frames: Frames, fps: float = 10, *, crf: int = 18,
     path, fps = Path(path), _check_fps(fps)
     if block < 2 or block % 2:
         raise ValueError(f"block must be an even number >= 2 for yuv420p, got {block}")
-    tmp = _temp_beside(path, ".mp4")
-    try:
+    with atomic_path(path, ".mp4") as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", quality=None,
             macro_block_size=1, ffmpeg_params=["-crf", str(int(crf)), "-preset", "medium"], ffmpeg_log_level="error",
@@ -163,9 +164,6 @@ def write_mp4(path: PathLike, frames: Frames, fps: float = 10, *, crf: int = 18,
                 writer.append_data(pad_frame(frame, size))
         finally:
             writer.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("wrote %s", path)
     return path
 
@@ -190,12 +188,8 @@ def write_gif(path: PathLike, frames: Frames, fps: float = 10, *, loop: int = 0)
     if fps > 50:
         logger.warning("GIF at %.0f fps: many viewers play frames shorter than 20 ms slower", fps)
     stack = np.stack(list(_frames(frames)))  # (T, H, W, 3)
-    tmp = _temp_beside(path, ".gif")
-    try:
+    with atomic_path(path, ".gif") as tmp:
         iio.imwrite(tmp, stack, extension=".gif", plugin="pillow", duration=1000.0 / fps, loop=loop)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("wrote %s", path)
     return path
 
@@ -203,25 +197,17 @@ def write_gif(path: PathLike, frames: Frames, fps: float = 10, *, loop: int = 0)
 def write_png_sequence(folder: PathLike, frames: Frames, pattern: str = "frame_{:05d}.png") -> Path:
     """Write frames as ``folder/frame_00000.png``, ... (lossless).
 
-    The frames go into a temporary folder that replaces ``folder`` when all are written; an
-    existing ``folder`` is replaced only if it holds nothing but such PNG frames.
+    The frames go into a temporary folder that replaces ``folder`` when all are written. The
+    folder holds a marker (:data:`models.files.OWNER_MARKER`); an existing ``folder`` is replaced
+    only if it is empty or a PNG folder written here, never a folder of the user's files
+    (:class:`models.files.NotOursError`, before any frame is written).
     """
     import imageio.v3 as iio
 
     folder = Path(folder)
-    if folder.exists() and any(not p.name.endswith(".png") for p in folder.iterdir()):
-        raise FileExistsError(f"{folder} holds files other than PNG frames; choose an empty or new folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(folder, "")
-    tmp.mkdir()
-    try:
+    with atomic_dir(folder, PNG_KIND, _PNG_FIX) as tmp:
         for i, frame in enumerate(_frames(frames)):
             iio.imwrite(tmp / pattern.format(i), frame, extension=".png")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("wrote %s", folder)
     return folder
 
