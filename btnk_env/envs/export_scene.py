@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from btnk_env.envs.layout import Layout, generate_layout
 from btnk_env.envs.mesh import VERTEX_FLOATS, layout_mesh
 from btnk_env.envs.panorama_rooms import WORLDS
 from btnk_env.envs.textures import Material, make_textures
+from models.files import atomic_write_bytes
 
 __all__ = ["WORLD_TO_FILE", "scene_triangles", "apartment_scene", "export_scene", "add_arguments", "run"]
 
@@ -92,8 +92,8 @@ def apartment_scene(layout: Layout, textures: np.ndarray):
 def export_scene(seed: int, out: str | os.PathLike, world: str = "apartment", overwrite: bool = False) -> Path:
     """Write the built-in apartment of ``seed`` (``world`` preset) to ``out`` as a ``.glb``.
 
-    The file is written to a temporary name beside ``out`` and moved into place; an existing
-    ``out`` is never replaced unless ``overwrite``.
+    The file is written atomically (:func:`models.files.atomic_write_bytes`); an existing ``out``
+    is never replaced unless ``overwrite``.
 
     Returns:
         the path written.
@@ -109,25 +109,8 @@ def export_scene(seed: int, out: str | os.PathLike, world: str = "apartment", ov
         raise FileNotFoundError(f"folder {out.parent} does not exist; create it first")
     layout = generate_layout(int(seed), **{k: WORLDS[world][k] for k in ("room_grid", "room_size", "max_furniture")})
     data = apartment_scene(layout, make_textures(int(seed))).export(file_type="glb")
-    _write_new(out, data, overwrite)
+    atomic_write_bytes(out, data)
     return out
-
-
-def _write_new(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it in (never over a file unless ``overwrite``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError if another process created it meanwhile
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
