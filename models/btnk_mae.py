@@ -49,6 +49,10 @@ def _all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
+def _nearest(side: int, patch: int) -> int:
+    return max(1, round(side / patch)) * patch
+
+
 def _in_sub_batches(fn: Any, x: torch.Tensor, tokens_per_item: int) -> torch.Tensor:
     """``fn(x)``, computed in sub-batches of :data:`CPU_SUB_BATCH_TOKENS` tokens for CPU inference."""
     per = max(1, CPU_SUB_BATCH_TOKENS // tokens_per_item)
@@ -84,6 +88,10 @@ class BtnkMAE(nn.Module):
         >>> latent = model.encode(images)                      # (B, D)
         >>> tuple(latent.shape), tuple(model.decode(latent).shape)
         ((2, 64), (2, 3, 32, 64))
+        >>> tuple(model.encode(torch.randn(1, 3, 64, 128)).shape)   # the input decides the size
+        (1, 64)
+        >>> tuple(model.decode(latent, size=(64, 128)).shape)
+        (2, 3, 64, 128)
     """
 
     def __init__(self, config: Union[BtnkMAEConfig, str] = "base", **overrides: Any) -> None:
@@ -111,7 +119,8 @@ class BtnkMAE(nn.Module):
 
     @property
     def img_size(self) -> Tuple[int, int]:
-        """``(H, W)`` the model takes."""
+        """``(H, W)`` the model was trained at: the default size of :meth:`decode` (:meth:`encode`
+        takes any size divisible by the patch)."""
         return self.config.img_hw
 
     @property
@@ -169,13 +178,11 @@ class BtnkMAE(nn.Module):
                 f"for uint8 frames use models.frames_to_tensor(frames)"
             )
         h, w = images.shape[-2:]
-        if (h, w) != self.img_size:
-            hint = (
-                f"call model.set_img_size(({h}, {w})) to run at that size, or resize the images"
-                if h % self.patch_size == 0 and w % self.patch_size == 0
-                else f"{h}x{w} is not divisible by the patch size {self.patch_size}; resize the images"
+        if h % self.patch_size or w % self.patch_size or h == 0 or w == 0:
+            raise ValueError(
+                f"images are {h}x{w} (HxW), not divisible by the patch size {self.patch_size}; resize them to "
+                f"multiples of {self.patch_size}, e.g. {_nearest(h, self.patch_size)}x{_nearest(w, self.patch_size)}"
             )
-            raise ValueError(f"images are {h}x{w} (HxW) but the model is set to {self.img_size[0]}x{self.img_size[1]}: {hint}")
         if not _all_finite(images):
             raise ValueError("images contain NaN or infinite values")
         return images.to(self.dtype)
@@ -194,23 +201,35 @@ class BtnkMAE(nn.Module):
         return latent.to(self.dtype)
 
     # ------------------------------------------------------------------ computation
+    def _grid(self, size: Optional[ImageSize]) -> Tuple[int, int]:
+        """Patch grid of an output ``size`` (``None``: the default size, :attr:`img_size`)."""
+        if size is None:
+            return self.grid_size
+        h, w = check_img_size(size, self.patch_size)
+        return h // self.patch_size, w // self.patch_size
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``images: (B, 3, H, W)`` float, ImageNet-normalized -> latent ``(B, D)`` (after ``act_fn``)."""
+        """``images: (B, 3, H, W)`` float, ImageNet-normalized, any ``H, W`` divisible by the patch
+        -> latent ``(B, D)`` (after ``act_fn``). The patch grid is read from the images."""
         images = self._check_images(images)
         if "encode" in self._compiled:
             return self._compiled["encode"](images)
-        return _in_sub_batches(self.encoder.forward_latent, images, self.config.num_patches + 1)
+        n = (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
+        return _in_sub_batches(self.encoder.forward_latent, images, n + 1)
 
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> all encoder tokens ``(B, 1 + N, D)``; ``[:, 0]`` is the latent."""
         return self.encoder(self._check_images(images))
 
-    def decode_patches(self, latent: torch.Tensor) -> torch.Tensor:
-        """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)``, normalized pixels, MAE patch order."""
+    def decode_patches(self, latent: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)`` of an image of ``size`` (an int or
+        ``(H, W)``; default :attr:`img_size`, the size the model was trained at), normalized
+        pixels, MAE patch order."""
         latent = self._check_latent(latent)
+        grid = self._grid(size)
         if "decode" in self._compiled:
-            return self._compiled["decode"](latent)
-        return _in_sub_batches(self.decoder, latent, self.config.num_patches)
+            return self._compiled["decode"](latent, grid)
+        return _in_sub_batches(lambda z: self.decoder(z, grid), latent, grid[0] * grid[1])
 
     def enable_compile(self, mode: str = "default", **compile_kwargs: Any) -> "BtnkMAE":
         """Opt in to ``torch.compile`` for :meth:`encode` and :meth:`decode_patches`.
@@ -232,43 +251,53 @@ class BtnkMAE(nn.Module):
         self._compiled = {}
         return self
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """``latent: (B, D)`` -> images ``(B, 3, H, W)``, ImageNet-normalized (not clipped)."""
-        return self.unpatchify(self.decode_patches(latent))
+    def decode(self, latent: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``latent: (B, D)`` -> images ``(B, 3, H, W)`` of ``size`` (an int or ``(H, W)``; default
+        :attr:`img_size`, the size the model was trained at), ImageNet-normalized (not clipped)."""
+        grid = self._grid(size)
+        return unpatchify(self.decode_patches(latent, size), self.patch_size, grid)
 
-    def decode_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The original's full-MAE decoder path: ``tokens: (B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
-        n = self.config.num_patches + 1
+    def decode_full_mae(self, tokens: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """The original's full-MAE decoder path: ``tokens: (B, 1 + N, D)`` of an image of ``size``
+        (default :attr:`img_size`) -> ``(B, N, p * p * 3)``."""
+        grid = self._grid(size)
+        n = grid[0] * grid[1] + 1
         if tokens.ndim != 3 or tokens.shape[1:] != (n, self.latent_dim):
-            raise ValueError(f"tokens must be (B, {n}, {self.latent_dim}), got {tuple(tokens.shape)}")
-        return self.decoder.forward_full_mae(tokens.to(self.dtype))
+            raise ValueError(f"tokens must be (B, {n}, {self.latent_dim}) for a {grid[0]}x{grid[1]} grid, got {tuple(tokens.shape)}")
+        return self.decoder.forward_full_mae(tokens.to(self.dtype), grid)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> reconstruction through the latent, ``(B, 3, H, W)`` normalized."""
-        return self.decode(self.encode(images))
+        return self.decode(self.encode(images), size=tuple(images.shape[-2:]))
 
     def forward(self, images: torch.Tensor, full_mae: bool = False) -> BtnkMAEOutput:
-        """Training forward: latent and decoded patches, plus MAE's full-token path if asked."""
+        """Training forward at the images' size: latent and decoded patches, plus MAE's
+        full-token path if asked."""
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         if full_mae:
             tokens = self.encode_tokens(images)
             latent = tokens[:, 0]
-            return BtnkMAEOutput(latent, self.decoder(latent), tokens, self.decoder.forward_full_mae(tokens))
+            return BtnkMAEOutput(latent, self.decoder(latent, grid), tokens, self.decoder.forward_full_mae(tokens, grid))
         latent = self.encode(images)
-        return BtnkMAEOutput(latent, self.decoder(latent))
+        return BtnkMAEOutput(latent, self.decoder(latent, grid))
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B, N, p * p * 3)`` (the decoder's target layout)."""
         return patchify(images, self.patch_size)
 
-    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
-        """``(B, N, p * p * 3)`` -> ``(B, 3, H, W)`` on the model's current grid."""
-        return unpatchify(patches, self.patch_size, self.grid_size)
+    def unpatchify(self, patches: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``(B, N, p * p * 3)`` -> ``(B, 3, H, W)`` for an image of ``size`` (default :attr:`img_size`)."""
+        return unpatchify(patches, self.patch_size, self._grid(size))
 
     def set_img_size(self, size: ImageSize) -> "BtnkMAE":
-        """Run at another input size, square or not (``(512, 1024)`` is a 32x64 grid at patch 16).
+        """Make ``size`` (square or not; ``(512, 1024)`` is a 32x64 grid at patch 16) the model's
+        own size: the default of :meth:`decode`, and the grid its learned queries are stored and
+        trained on (the fine-tuning step to a new size, the original's 224 -> 512).
 
-        The fixed sin-cos tables are recomputed for the grid and the decoder's learned queries
-        resampled bicubically; no parameter is replaced or re-randomised.
+        Not needed to run at another size: :meth:`encode` reads the size from the images and
+        :meth:`decode` takes ``size=``. The decoder's learned queries are resampled bicubically
+        from the queries as last loaded or trained, so returning to that size restores them
+        exactly; no parameter is replaced or re-randomised.
         """
         h, w = check_img_size(size, self.patch_size)
         if (h, w) == self.img_size:
