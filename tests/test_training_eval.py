@@ -43,7 +43,7 @@ def test_psnr_known_value():
 def test_metric_errors():
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="same shape"):
         psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
 
 
