@@ -87,9 +87,7 @@ class BtnkMAEFeaturesExtractor(BaseFeaturesExtractor):
             raise ValueError(f"projection_dim must be a positive int or None, got {projection_dim}")
         self.channels_first = _check_space(observation_space, model)
         super().__init__(observation_space, projection_dim or model.latent_dim)
-        hw = observation_space.shape[1:] if self.channels_first else observation_space.shape[:2]
-        model.set_img_size(tuple(int(s) for s in hw))
-        self.encoder = model.encoder
+        self.encoder = model.encoder  # reads the image size from its input: the model is not changed
         self.trainable = bool(trainable)
         self.lr_scale = float(lr_scale)
         self.normalize_images = bool(normalize_images)
@@ -98,10 +96,10 @@ class BtnkMAEFeaturesExtractor(BaseFeaturesExtractor):
         )
         for p in self.encoder.parameters():
             setattr(p, LR_SCALE_ATTR, self.lr_scale)
-        self.encoder.train(False)
 
     def train(self, mode: bool = True) -> "BtnkMAEFeaturesExtractor":
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode."""
+        """As ``nn.Module.train`` (stable-baselines3 calls it on the policy), but a frozen encoder
+        stays in eval mode."""
         super().train(mode)
         if not self.trainable:
             self.encoder.train(False)
