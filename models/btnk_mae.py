@@ -1,11 +1,12 @@
-"""``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder) and its loading/saving."""
+"""``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder), its math and public API.
+
+Loading and saving (every format, file names, the training-checkpoint layout) live in
+:mod:`models.checkpoint`; the classmethods here only reach them.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Tuple, Union
 
@@ -16,15 +17,7 @@ from models import checkpoint as ckpt
 from models.config import BtnkMAEConfig, ImageSize, check_img_size
 from models.decoder import BtnkDecoder
 from models.encoder import BtnkEncoder
-from models.hub import bundled_path, download_release, release_filename
 from models.patch_embed import patchify, unpatchify
-
-logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPE = "btnk_mae"
-FORMAT_VERSION = 1
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -307,115 +300,29 @@ class BtnkMAE(nn.Module):
         self.decoder.set_grid_size(self.config.grid_size)
         return self
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ loading and saving
     def save_pretrained(self, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file).
-
-        ``dtype`` (e.g. ``torch.float16``) stores the weights at that precision to halve the file;
-        they load back as float32.
-        """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()}
-        meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-            tmp_path = tmp.name
-        save_file(state, tmp_path, metadata={"model_type": MODEL_TYPE})
-        os.replace(tmp_path, directory / WEIGHTS_FILE)
-        _atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-        return directory
-
-    # ------------------------------------------------------------------ loading
-    @classmethod
-    def from_config_dict(cls, values: dict) -> "BtnkMAE":
-        return cls(BtnkMAEConfig.from_dict(values))
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (see
+        :func:`models.checkpoint.save_pretrained`); ``dtype`` (e.g. ``torch.float16``) stores the
+        weights at that precision to halve the file; they load back as float32."""
+        return ckpt.save_pretrained(self, directory, dtype)
 
     @classmethod
     def from_pretrained(cls, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> "BtnkMAE":
-        """Load a model, in eval mode.
+        """Load a model, in eval mode (see :func:`models.checkpoint.load_pretrained`).
 
         Args:
             name_or_path: a folder written by :meth:`save_pretrained` (or its ``.safetensors``
                 file); an original btnk_mae checkpoint ``.pth`` (``enc_model``/``dec_model``),
-                sizes detected from its tensors and stored config; a release name
-                (``"btnk_mae_vit_base_224"``, ``"btnk_mae_vit_large_relu_224"``) downloaded from
-                the Hugging Face Hub and sha256-verified; or a model shipped with the package.
+                sizes detected from its tensors and stored config; this project's training
+                checkpoint; a release name (``"btnk_mae_vit_base_224"``,
+                ``"btnk_mae_vit_large_relu_224"``) downloaded from the Hugging Face Hub and
+                sha256-verified; or a model shipped with the package.
             map_location: device for the weights.
             **overrides: config fields the checkpoint cannot tell (``num_heads=4``,
                 ``decoder_num_heads=4`` for non-standard widths, ``act_fn``, ``img_size``).
         """
-        path = Path(os.fspath(name_or_path))
-        if not path.exists():
-            bundled = bundled_path(str(name_or_path))
-            if bundled is not None:
-                path = bundled
-            elif release_filename(str(name_or_path)) is not None:
-                path = download_release(str(name_or_path))
-            else:
-                from models.hub import BUNDLED, RELEASES
-
-                raise FileNotFoundError(
-                    f"{str(name_or_path)!r} is not a file, a folder, a release name {sorted(RELEASES)} "
-                    f"or a bundled model {sorted(BUNDLED)}"
-                )
-        if path.is_dir() or path.suffix == ".safetensors":
-            model = cls._load_safetensors(path, overrides)
-        else:
-            model = cls._load_pickle(path, overrides)
-        return model.to(map_location).eval()
-
-    @classmethod
-    def _load_safetensors(cls, path: Path, overrides: dict) -> "BtnkMAE":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        folder, weights = (path, path / WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
-        config_path = folder / CONFIG_FILE
-        if not config_path.is_file() or not weights.is_file():
-            raise ckpt.CheckpointError(f"{folder} must hold {CONFIG_FILE} and {weights.name} (written by save_pretrained)")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ckpt.CheckpointError(f"{config_path} is not valid JSON: {err}") from None
-        if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
-            raise ckpt.CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
-        config = BtnkMAEConfig.from_dict({**meta["config"], **overrides})
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ckpt.CheckpointError(f"cannot read {weights}: {err}. The file is truncated or corrupt.") from None
-        model = cls(config)
-        ckpt.load_state_dict_strict(model, state, str(weights))
-        return model
-
-    @classmethod
-    def _load_pickle(cls, path: Path, overrides: dict) -> "BtnkMAE":
-        obj = ckpt.load_file(path)
-        if "enc_model" in obj and "dec_model" in obj:
-            enc, dec = obj["enc_model"], obj["dec_model"]
-            if "model_config" in obj:
-                config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
-            else:
-                config = ckpt.infer_original_config(enc, dec, ckpt._plain(obj.get("cfg")), **overrides)
-            state = ckpt.convert_original(enc, dec, config)
-        elif "model" in obj and "model_config" in obj:
-            config = BtnkMAEConfig.from_dict({**obj["model_config"], **overrides})
-            state = obj["model"]
-        elif "model" in obj:
-            raise ckpt.CheckpointError(
-                f"{path} is an MAE checkpoint ({{'model': ...}}), not a bottleneck MAE; start from it with "
-                f"BtnkMAE.from_mae('{path}', 'base')"
-            )
-        else:
-            raise ckpt.CheckpointError(
-                f"{path} has keys {sorted(obj)[:8]}; expected an original btnk_mae checkpoint "
-                f"('enc_model', 'dec_model') or this project's training checkpoint ('model', 'model_config')"
-            )
-        model = cls(config)
-        ckpt.load_state_dict_strict(model, state, str(path))
-        return model
+        return ckpt.load_pretrained(cls, name_or_path, map_location=map_location, **overrides)
 
     @classmethod
     def from_mae(cls, path: PathLike, preset_or_config: Union[str, BtnkMAEConfig] = "base", **overrides: Any) -> "BtnkMAE":
@@ -423,22 +330,7 @@ class BtnkMAE(nn.Module):
 
         Patch embedding, blocks, norm, CLS token and MAE's decoder are loaded; the bottleneck
         parts (decoder queries, cross-attention) keep their fresh initialisation. Position
-        tables are the fixed sin-cos ones, for the model's own grid. With ``act_fn=None``,
-        :meth:`encode` returns MAE's CLS token for an unmasked image.
+        tables are the fixed sin-cos ones. With ``act_fn=None``, :meth:`encode` returns MAE's
+        CLS token for an unmasked image (see :func:`models.checkpoint.load_mae`).
         """
-        model = cls(preset_or_config, **overrides).train(False)
-        obj = ckpt.load_file(path)
-        if "model" not in obj:
-            raise ckpt.CheckpointError(f"{path} has keys {sorted(obj)[:8]}; an MAE checkpoint has 'model'")
-        state = ckpt.convert_mae(obj["model"], model.config)
-        ckpt.load_state_dict_strict(model, state, str(path), allow_missing=("decoder.learned_embed", "decoder.patch_recon."))
-        return model
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-        tmp_path = tmp.name
-    os.replace(tmp_path, path)
-
-
+        return ckpt.load_mae(cls, path, preset_or_config, **overrides)
