@@ -16,7 +16,6 @@ model's input size); stable-baselines3 makes them channel-first and scales them 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Optional, Type, Union
 
 import torch
@@ -27,8 +26,6 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from models import BtnkMAE
 from models.image import normalize
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["BtnkMAEFeaturesExtractor", "LRScaledAdam", "btnk_policy_kwargs", "lr_scaled"]
 

@@ -13,14 +13,11 @@ decoding starts; decoding and writing show tqdm progress bars.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 

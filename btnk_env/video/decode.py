@@ -12,7 +12,6 @@ Writing videos is :mod:`btnk_env.video.io`; comparison layouts are :mod:`btnk_en
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from pathlib import Path
@@ -26,8 +25,6 @@ from models.config import ImageSize, to_hw
 from models.precision import for_inference
 
 __all__ = ["decode_rollout", "iter_decoded", "check_latents", "load_latents", "interpolate_latents", "LATENT_SUFFIXES"]
-
-logger = logging.getLogger(__name__)
 
 Latents = Union[np.ndarray, torch.Tensor]
 LATENT_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
