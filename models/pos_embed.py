@@ -75,6 +75,9 @@ def resample_grid_tokens(
 ) -> torch.Tensor:
     """Bicubically resample per-patch learned vectors to a new grid (DeiT/timm style).
 
+    Not timm's ``resample_abs_pos_embed(..., antialias=False)``: the same ``F.interpolate`` call
+    (equal bitwise, same speed, measured), without timm's ~1.7 s import (it pulls torchvision).
+
     Args:
         tokens: ``(1, gh * gw, D)`` learned table on ``old_grid``.
         old_grid, new_grid: ``(gh, gw)`` grids.
