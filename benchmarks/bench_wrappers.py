@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script from a checkout
 
 from btnk_env import BtnkMAEObservation, BtnkMAEVectorObservation  # noqa: E402
 from models import BtnkMAE, frames_to_tensor  # noqa: E402
+from models.device import resolve_device  # noqa: E402
 
 
 class StaticFrameEnv(gym.Env):
@@ -95,9 +96,9 @@ def benchmark_wrappers(
         "loop_ms_per_frame", "speedup"}}}``
     """
     torch.manual_seed(seed)
-    model = BtnkMAE(preset, img_size=tuple(size))
+    model = BtnkMAE(preset, img_size=tuple(size)).to(resolve_device(device))  # wrappers never move the model
     frame = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    single = BtnkMAEObservation(StaticFrameEnv(frame), model, device=device, precision=precision)
+    single = BtnkMAEObservation(StaticFrameEnv(frame), model, precision=precision)
     dev = single.device
     single.reset(seed=0)
     net = single.encoder._net  # the (possibly reduced-precision) model the wrapper runs
@@ -119,9 +120,9 @@ def benchmark_wrappers(
     )
     for n in num_envs:
         envs = BtnkMAEVectorObservation(
-            gym.vector.SyncVectorEnv([lambda: StaticFrameEnv(frame)] * n), model, device=device, precision=precision
+            gym.vector.SyncVectorEnv([lambda: StaticFrameEnv(frame)] * n), model, precision=precision
         )
-        singles = [BtnkMAEObservation(StaticFrameEnv(frame), model, device=device, precision=precision) for _ in range(n)]
+        singles = [BtnkMAEObservation(StaticFrameEnv(frame), model, precision=precision) for _ in range(n)]
         envs.reset(seed=0)
         for s in singles:
             s.reset(seed=0)

@@ -110,9 +110,11 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     import btnk_env  # noqa: F401  (registers the environments)
     from btnk_env.video import decode_rollout
     from btnk_env.video.io import check_video_path, write_video
-    from btnk_env.video.layout import comparison_frames, psnr
+    from btnk_env.video.layout import comparison_frames
     from btnk_env.wrappers import BtnkMAEObservation
-    from models import frames_to_tensor, tensor_to_frames
+    from models import resize_frames
+    from models.device import resolve_device
+    from models.metrics import psnr
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -122,8 +124,10 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     check_replaceable_dir(out, "demo", "choose another --out folder", _earlier_demo)  # before any work
     video_path = check_video_path(out / "episode.mp4")
     model, warning = load_demo_model(model_name)
+    model.to(resolve_device(device))  # the demo's own model: it may move it
     env = gym.make("btnk_env/PanoramaRooms-v0", height=height, world=world)
-    wrapped = BtnkMAEObservation(env, model, keep_image=True, device=device, precision=precision)
+    wrapped = BtnkMAEObservation(env, model, keep_image=True, precision=precision)
+    size = wrapped.input_size  # the wrapper's encoder input (the model's height, the frames' aspect)
     if agent is not None:
         agent = SHIPPED_AGENT if str(agent) == "shipped" else Path(agent)
         act, policy_name = ppo_policy(agent, model.latent_dim), f"PPO agent on latents ({agent.name})"
@@ -154,9 +158,9 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
 
     latents_np = np.stack(latents).astype(np.float32)  # (T, D)
     start = time.perf_counter()
-    decoded = decode_rollout(model, latents_np, precision=precision)[0]  # (T, h, w, 3)
+    decoded = decode_rollout(model, latents_np, size=size, precision=precision)[0]  # (T, h, w, 3)
     decode_seconds = time.perf_counter() - start
-    truth = tensor_to_frames(frames_to_tensor(np.stack(frames), size=model.img_size))  # at the model's size
+    truth = resize_frames(np.stack(frames), size)  # (T, h, w, 3), what the encoder saw
     frame_psnr = psnr(truth, decoded)  # (T,)
 
     claim_dir(out, "demo", "choose another --out folder", _earlier_demo)
@@ -178,7 +182,7 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
         "warning": warning,
         "policy": policy_name,
         "world": f"btnk_env/PanoramaRooms-v0, {world}, layout seed {seed}, {height}x{2 * height} panoramas",
-        "model_input": f"{model.img_size[0]}x{model.img_size[1]}",
+        "model_input": f"{size[0]}x{size[1]}",
         "steps": len(rewards),
         "episode_return": round(sum(rewards), 3),
         "success": success,

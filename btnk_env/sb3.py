@@ -16,7 +16,6 @@ model's input size); stable-baselines3 makes them channel-first and scales them 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Optional, Type, Union
 
 import torch
@@ -27,8 +26,6 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from models import BtnkMAE
 from models.image import normalize
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["BtnkMAEFeaturesExtractor", "LRScaledAdam", "btnk_policy_kwargs", "lr_scaled"]
 
@@ -87,9 +84,7 @@ class BtnkMAEFeaturesExtractor(BaseFeaturesExtractor):
             raise ValueError(f"projection_dim must be a positive int or None, got {projection_dim}")
         self.channels_first = _check_space(observation_space, model)
         super().__init__(observation_space, projection_dim or model.latent_dim)
-        hw = observation_space.shape[1:] if self.channels_first else observation_space.shape[:2]
-        model.set_img_size(tuple(int(s) for s in hw))
-        self.encoder = model.encoder
+        self.encoder = model.encoder  # reads the image size from its input: the model is not changed
         self.trainable = bool(trainable)
         self.lr_scale = float(lr_scale)
         self.normalize_images = bool(normalize_images)
@@ -98,10 +93,10 @@ class BtnkMAEFeaturesExtractor(BaseFeaturesExtractor):
         )
         for p in self.encoder.parameters():
             setattr(p, LR_SCALE_ATTR, self.lr_scale)
-        self.encoder.train(False)
 
     def train(self, mode: bool = True) -> "BtnkMAEFeaturesExtractor":
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode."""
+        """As ``nn.Module.train`` (stable-baselines3 calls it on the policy), but a frozen encoder
+        stays in eval mode."""
         super().train(mode)
         if not self.trainable:
             self.encoder.train(False)

@@ -57,9 +57,7 @@ def collect(env: gym.Env, seed: int, steps: int, rng: np.random.Generator):
 def load_model(name: str, size: tuple) -> tuple:
     """The model and whether it is a random stand-in."""
     try:
-        model = BtnkMAE.from_pretrained(name)
-        model.set_img_size(size)
-        return model, False
+        return BtnkMAE.from_pretrained(name), False  # it encodes and decodes any size (decode(size=...))
     except (FileNotFoundError, OSError, ValueError) as err:
         if name != DEFAULT_MODEL:
             raise
@@ -76,7 +74,7 @@ def fit_output_layer(model: BtnkMAE, frames: np.ndarray, ridge: float = 1e-4) ->
     x = frames_to_tensor(frames)
     features = []
     hook = model.decoder.decoder_pred.register_forward_hook(lambda mod, inp, out: features.append(inp[0]))
-    model.decode_patches(model.encode(x))
+    model.decode_patches(model.encode(x), size=tuple(x.shape[-2:]))
     hook.remove()
     f = features[0].reshape(-1, features[0].shape[-1])  # (N * P, C)
     f = torch.cat([f, torch.ones(len(f), 1)], 1)
@@ -117,7 +115,8 @@ def main() -> None:
     train, test = episodes[: args.train_episodes], episodes[args.train_episodes :]
     steps = min(len(frames) for frames, _ in test)
 
-    model, stand_in = load_model(args.model, (args.height, 2 * args.height))
+    size = (args.height, 2 * args.height)  # native 2:1 panoramas
+    model, stand_in = load_model(args.model, size)
     if stand_in:
         fit_output_layer(model, np.concatenate([frames for frames, _ in train]))
     with torch.no_grad():
@@ -134,7 +133,7 @@ def main() -> None:
                 imagined.append((dynamics_inputs(imagined[-1][None], actions[t - 1 : t]) @ w)[0])
             rollouts.append(torch.stack(imagined))
             truth.append(frames[:steps])
-    pred = decode_rollout(model, torch.stack(rollouts))  # (B, T, H, W, 3)
+    pred = decode_rollout(model, torch.stack(rollouts), size=size)  # (B, T, H, W, 3)
     truth = np.stack(truth)
     write_video(out, comparison_frames(pred, truth, context=args.context), args.fps)
     print(f"wrote {out}: {len(test)} sequences x {steps} steps, context {args.context}")

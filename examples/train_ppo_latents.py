@@ -50,6 +50,7 @@ from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 import btnk_env  # noqa: E402,F401  (registers the environments)
 from btnk_env import BtnkMAEObservation  # noqa: E402
 from models import PRESETS, BtnkMAE  # noqa: E402
+from models.device import resolve_device  # noqa: E402
 from models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from models.image_file import read_image  # noqa: E402
 
@@ -114,7 +115,7 @@ def make_env(model: BtnkMAE, args: argparse.Namespace) -> gym.Env:
         env = TintedPanoramaEnv(args.height)
     else:
         env = gym.make(ENV_ID, world="single_room", height=args.height, max_episode_steps=args.max_steps)
-    return BtnkMAEObservation(env, model, size=args.encoder_size, history=args.history, device=args.device)
+    return BtnkMAEObservation(env, model, size=args.encoder_size, history=args.history)  # runs where the model is
 
 
 def evaluate(env: gym.Env, act: Callable[[np.ndarray], int], episodes: int) -> Dict[str, float]:
@@ -156,11 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model = load_model(args.model, args.height, args.seed)
+    model = load_model(args.model, args.height, args.seed).to(resolve_device(args.device))  # wrappers never move it
     vec_env = make_vec_env(lambda: make_env(model, args), n_envs=args.n_envs, seed=args.seed)
     eval_env = make_env(model, args)
     latent_shape = eval_env.observation_space.shape
-    print(f"task {args.task}, model {args.model}: D={model.latent_dim}, encoder input {model.img_size}, observation {latent_shape}")
+    print(f"task {args.task}, model {args.model}: D={model.latent_dim}, encoder input {eval_env.input_size}, observation {latent_shape}")
 
     agent = PPO(
         "MlpPolicy", vec_env, n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, gamma=0.97,

@@ -7,7 +7,16 @@ from models.btnk_mae import BtnkMAE, BtnkMAEOutput
 from models.checkpoint import CheckpointError
 from models.config import PRESETS, BtnkMAEConfig
 from models.hub import DownloadError
-from models.image import IMAGENET_MEAN, IMAGENET_STD, denormalize, frames_to_tensor, normalize, tensor_to_frames
+from models.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    denormalize,
+    frames_to_tensor,
+    normalize,
+    resize_frames,
+    resize_images,
+    tensor_to_frames,
+)
 
 __all__ = [
     "BtnkMAE",
@@ -21,5 +30,7 @@ __all__ = [
     "denormalize",
     "frames_to_tensor",
     "normalize",
+    "resize_frames",
+    "resize_images",
     "tensor_to_frames",
 ]

@@ -1,9 +1,11 @@
-"""``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder) and its loading/saving."""
+"""``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder), its math and public API.
+
+Loading and saving (every format, file names, the training-checkpoint layout) live in
+:mod:`models.checkpoint`; the classmethods here only reach them.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Tuple, Union
@@ -13,18 +15,9 @@ import torch.nn as nn
 
 from models import checkpoint as ckpt
 from models.config import BtnkMAEConfig, ImageSize, check_img_size
-from models.files import atomic_path, atomic_write_text, claim_dir
 from models.decoder import BtnkDecoder
 from models.encoder import BtnkEncoder
-from models.hub import bundled_path, download_release, release_filename
 from models.patch_embed import patchify, unpatchify
-
-logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPE = "btnk_mae"
-FORMAT_VERSION = 1
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -47,6 +40,10 @@ def _all_finite(x: torch.Tensor) -> bool:
         return True
     low, high = torch.aminmax(x)
     return bool(torch.isfinite(low) and torch.isfinite(high))
+
+
+def _nearest(side: int, patch: int) -> int:
+    return max(1, round(side / patch)) * patch
 
 
 def _in_sub_batches(fn: Any, x: torch.Tensor, tokens_per_item: int) -> torch.Tensor:
@@ -84,6 +81,10 @@ class BtnkMAE(nn.Module):
         >>> latent = model.encode(images)                      # (B, D)
         >>> tuple(latent.shape), tuple(model.decode(latent).shape)
         ((2, 64), (2, 3, 32, 64))
+        >>> tuple(model.encode(torch.randn(1, 3, 64, 128)).shape)   # the input decides the size
+        (1, 64)
+        >>> tuple(model.decode(latent, size=(64, 128)).shape)
+        (2, 3, 64, 128)
     """
 
     def __init__(self, config: Union[BtnkMAEConfig, str] = "base", **overrides: Any) -> None:
@@ -111,7 +112,8 @@ class BtnkMAE(nn.Module):
 
     @property
     def img_size(self) -> Tuple[int, int]:
-        """``(H, W)`` the model takes."""
+        """``(H, W)`` the model was trained at: the default size of :meth:`decode` (:meth:`encode`
+        takes any size divisible by the patch)."""
         return self.config.img_hw
 
     @property
@@ -169,13 +171,11 @@ class BtnkMAE(nn.Module):
                 f"for uint8 frames use models.frames_to_tensor(frames)"
             )
         h, w = images.shape[-2:]
-        if (h, w) != self.img_size:
-            hint = (
-                f"call model.set_img_size(({h}, {w})) to run at that size, or resize the images"
-                if h % self.patch_size == 0 and w % self.patch_size == 0
-                else f"{h}x{w} is not divisible by the patch size {self.patch_size}; resize the images"
+        if h % self.patch_size or w % self.patch_size or h == 0 or w == 0:
+            raise ValueError(
+                f"images are {h}x{w} (HxW), not divisible by the patch size {self.patch_size}; resize them to "
+                f"multiples of {self.patch_size}, e.g. {_nearest(h, self.patch_size)}x{_nearest(w, self.patch_size)}"
             )
-            raise ValueError(f"images are {h}x{w} (HxW) but the model is set to {self.img_size[0]}x{self.img_size[1]}: {hint}")
         if not _all_finite(images):
             raise ValueError("images contain NaN or infinite values")
         return images.to(self.dtype)
@@ -194,23 +194,35 @@ class BtnkMAE(nn.Module):
         return latent.to(self.dtype)
 
     # ------------------------------------------------------------------ computation
+    def _grid(self, size: Optional[ImageSize]) -> Tuple[int, int]:
+        """Patch grid of an output ``size`` (``None``: the default size, :attr:`img_size`)."""
+        if size is None:
+            return self.grid_size
+        h, w = check_img_size(size, self.patch_size)
+        return h // self.patch_size, w // self.patch_size
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``images: (B, 3, H, W)`` float, ImageNet-normalized -> latent ``(B, D)`` (after ``act_fn``)."""
+        """``images: (B, 3, H, W)`` float, ImageNet-normalized, any ``H, W`` divisible by the patch
+        -> latent ``(B, D)`` (after ``act_fn``). The patch grid is read from the images."""
         images = self._check_images(images)
         if "encode" in self._compiled:
             return self._compiled["encode"](images)
-        return _in_sub_batches(self.encoder.forward_latent, images, self.config.num_patches + 1)
+        n = (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
+        return _in_sub_batches(self.encoder.forward_latent, images, n + 1)
 
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> all encoder tokens ``(B, 1 + N, D)``; ``[:, 0]`` is the latent."""
         return self.encoder(self._check_images(images))
 
-    def decode_patches(self, latent: torch.Tensor) -> torch.Tensor:
-        """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)``, normalized pixels, MAE patch order."""
+    def decode_patches(self, latent: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``latent: (B, D)`` -> patches ``(B, N, p * p * 3)`` of an image of ``size`` (an int or
+        ``(H, W)``; default :attr:`img_size`, the size the model was trained at), normalized
+        pixels, MAE patch order."""
         latent = self._check_latent(latent)
+        grid = self._grid(size)
         if "decode" in self._compiled:
-            return self._compiled["decode"](latent)
-        return _in_sub_batches(self.decoder, latent, self.config.num_patches)
+            return self._compiled["decode"](latent, grid)
+        return _in_sub_batches(lambda z: self.decoder(z, grid), latent, grid[0] * grid[1])
 
     def enable_compile(self, mode: str = "default", **compile_kwargs: Any) -> "BtnkMAE":
         """Opt in to ``torch.compile`` for :meth:`encode` and :meth:`decode_patches`.
@@ -232,43 +244,53 @@ class BtnkMAE(nn.Module):
         self._compiled = {}
         return self
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """``latent: (B, D)`` -> images ``(B, 3, H, W)``, ImageNet-normalized (not clipped)."""
-        return self.unpatchify(self.decode_patches(latent))
+    def decode(self, latent: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``latent: (B, D)`` -> images ``(B, 3, H, W)`` of ``size`` (an int or ``(H, W)``; default
+        :attr:`img_size`, the size the model was trained at), ImageNet-normalized (not clipped)."""
+        grid = self._grid(size)
+        return unpatchify(self.decode_patches(latent, size), self.patch_size, grid)
 
-    def decode_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The original's full-MAE decoder path: ``tokens: (B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
-        n = self.config.num_patches + 1
+    def decode_full_mae(self, tokens: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """The original's full-MAE decoder path: ``tokens: (B, 1 + N, D)`` of an image of ``size``
+        (default :attr:`img_size`) -> ``(B, N, p * p * 3)``."""
+        grid = self._grid(size)
+        n = grid[0] * grid[1] + 1
         if tokens.ndim != 3 or tokens.shape[1:] != (n, self.latent_dim):
-            raise ValueError(f"tokens must be (B, {n}, {self.latent_dim}), got {tuple(tokens.shape)}")
-        return self.decoder.forward_full_mae(tokens.to(self.dtype))
+            raise ValueError(f"tokens must be (B, {n}, {self.latent_dim}) for a {grid[0]}x{grid[1]} grid, got {tuple(tokens.shape)}")
+        return self.decoder.forward_full_mae(tokens.to(self.dtype), grid)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> reconstruction through the latent, ``(B, 3, H, W)`` normalized."""
-        return self.decode(self.encode(images))
+        return self.decode(self.encode(images), size=tuple(images.shape[-2:]))
 
     def forward(self, images: torch.Tensor, full_mae: bool = False) -> BtnkMAEOutput:
-        """Training forward: latent and decoded patches, plus MAE's full-token path if asked."""
+        """Training forward at the images' size: latent and decoded patches, plus MAE's
+        full-token path if asked."""
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         if full_mae:
             tokens = self.encode_tokens(images)
             latent = tokens[:, 0]
-            return BtnkMAEOutput(latent, self.decoder(latent), tokens, self.decoder.forward_full_mae(tokens))
+            return BtnkMAEOutput(latent, self.decoder(latent, grid), tokens, self.decoder.forward_full_mae(tokens, grid))
         latent = self.encode(images)
-        return BtnkMAEOutput(latent, self.decoder(latent))
+        return BtnkMAEOutput(latent, self.decoder(latent, grid))
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B, N, p * p * 3)`` (the decoder's target layout)."""
         return patchify(images, self.patch_size)
 
-    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
-        """``(B, N, p * p * 3)`` -> ``(B, 3, H, W)`` on the model's current grid."""
-        return unpatchify(patches, self.patch_size, self.grid_size)
+    def unpatchify(self, patches: torch.Tensor, size: Optional[ImageSize] = None) -> torch.Tensor:
+        """``(B, N, p * p * 3)`` -> ``(B, 3, H, W)`` for an image of ``size`` (default :attr:`img_size`)."""
+        return unpatchify(patches, self.patch_size, self._grid(size))
 
     def set_img_size(self, size: ImageSize) -> "BtnkMAE":
-        """Run at another input size, square or not (``(512, 1024)`` is a 32x64 grid at patch 16).
+        """Make ``size`` (square or not; ``(512, 1024)`` is a 32x64 grid at patch 16) the model's
+        own size: the default of :meth:`decode`, and the grid its learned queries are stored and
+        trained on (the fine-tuning step to a new size, the original's 224 -> 512).
 
-        The fixed sin-cos tables are recomputed for the grid and the decoder's learned queries
-        resampled bicubically; no parameter is replaced or re-randomised.
+        Not needed to run at another size: :meth:`encode` reads the size from the images and
+        :meth:`decode` takes ``size=``. The decoder's learned queries are resampled bicubically
+        from the queries as last loaded or trained, so returning to that size restores them
+        exactly; no parameter is replaced or re-randomised.
         """
         h, w = check_img_size(size, self.patch_size)
         if (h, w) == self.img_size:
@@ -278,113 +300,29 @@ class BtnkMAE(nn.Module):
         self.decoder.set_grid_size(self.config.grid_size)
         return self
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ loading and saving
     def save_pretrained(self, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically per file).
-
-        ``dtype`` (e.g. ``torch.float16``) stores the weights at that precision to halve the file;
-        they load back as float32. ``directory`` must be new, empty, or a model folder written
-        here (it is marked as such, :mod:`models.files`); a folder of other files is refused.
-        """
-        from safetensors.torch import save_file
-
-        directory = claim_dir(directory, "model", "choose a new folder for the model", _legacy_model_folder)
-        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()}
-        meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"model_type": MODEL_TYPE})
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-        return directory
-
-    # ------------------------------------------------------------------ loading
-    @classmethod
-    def from_config_dict(cls, values: dict) -> "BtnkMAE":
-        return cls(BtnkMAEConfig.from_dict(values))
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (see
+        :func:`models.checkpoint.save_pretrained`); ``dtype`` (e.g. ``torch.float16``) stores the
+        weights at that precision to halve the file; they load back as float32."""
+        return ckpt.save_pretrained(self, directory, dtype)
 
     @classmethod
     def from_pretrained(cls, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> "BtnkMAE":
-        """Load a model, in eval mode.
+        """Load a model, in eval mode (see :func:`models.checkpoint.load_pretrained`).
 
         Args:
             name_or_path: a folder written by :meth:`save_pretrained` (or its ``.safetensors``
                 file); an original btnk_mae checkpoint ``.pth`` (``enc_model``/``dec_model``),
-                sizes detected from its tensors and stored config; a release name
-                (``"btnk_mae_vit_base_224"``, ``"btnk_mae_vit_large_relu_224"``) downloaded from
-                the Hugging Face Hub and sha256-verified; or a model shipped with the package.
+                sizes detected from its tensors and stored config; this project's training
+                checkpoint; a release name (``"btnk_mae_vit_base_224"``,
+                ``"btnk_mae_vit_large_relu_224"``) downloaded from the Hugging Face Hub and
+                sha256-verified; or a model shipped with the package.
             map_location: device for the weights.
             **overrides: config fields the checkpoint cannot tell (``num_heads=4``,
                 ``decoder_num_heads=4`` for non-standard widths, ``act_fn``, ``img_size``).
         """
-        path = Path(os.fspath(name_or_path))
-        if not path.exists():
-            bundled = bundled_path(str(name_or_path))
-            if bundled is not None:
-                path = bundled
-            elif release_filename(str(name_or_path)) is not None:
-                path = download_release(str(name_or_path))
-            else:
-                from models.hub import BUNDLED, RELEASES
-
-                raise FileNotFoundError(
-                    f"{str(name_or_path)!r} is not a file, a folder, a release name {sorted(RELEASES)} "
-                    f"or a bundled model {sorted(BUNDLED)}"
-                )
-        if path.is_dir() or path.suffix == ".safetensors":
-            model = cls._load_safetensors(path, overrides)
-        else:
-            model = cls._load_pickle(path, overrides)
-        return model.to(map_location).eval()
-
-    @classmethod
-    def _load_safetensors(cls, path: Path, overrides: dict) -> "BtnkMAE":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        folder, weights = (path, path / WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
-        config_path = folder / CONFIG_FILE
-        if not config_path.is_file() or not weights.is_file():
-            raise ckpt.CheckpointError(f"{folder} must hold {CONFIG_FILE} and {weights.name} (written by save_pretrained)")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ckpt.CheckpointError(f"{config_path} is not valid JSON: {err}") from None
-        if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
-            raise ckpt.CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
-        config = ckpt.config_from_saved(meta["config"], overrides, str(config_path))
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ckpt.CheckpointError(f"cannot read {weights}: {err}. The file is truncated or corrupt.") from None
-        model = cls(config)
-        ckpt.load_state_dict_strict(model, state, str(weights))
-        return model
-
-    @classmethod
-    def _load_pickle(cls, path: Path, overrides: dict) -> "BtnkMAE":
-        obj = ckpt.load_file(path)
-        if "enc_model" in obj and "dec_model" in obj:
-            enc, dec = obj["enc_model"], obj["dec_model"]
-            if "model_config" in obj:
-                config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
-            else:
-                config = ckpt.infer_original_config(enc, dec, ckpt._plain(obj.get("cfg")), **overrides)
-            state = ckpt.convert_original(enc, dec, config)
-        elif "model" in obj and "model_config" in obj:
-            config = ckpt.config_from_saved(obj["model_config"], overrides, str(path))
-            state = obj["model"]
-        elif "model" in obj:
-            raise ckpt.CheckpointError(
-                f"{path} is an MAE checkpoint ({{'model': ...}}), not a bottleneck MAE; start from it with "
-                f"BtnkMAE.from_mae('{path}', 'base')"
-            )
-        else:
-            raise ckpt.CheckpointError(
-                f"{path} has keys {sorted(obj)[:8]}; expected an original btnk_mae checkpoint "
-                f"('enc_model', 'dec_model') or this project's training checkpoint ('model', 'model_config')"
-            )
-        model = cls(config)
-        ckpt.load_state_dict_strict(model, state, str(path))
-        return model
+        return ckpt.load_pretrained(cls, name_or_path, map_location=map_location, **overrides)
 
     @classmethod
     def from_mae(cls, path: PathLike, preset_or_config: Union[str, BtnkMAEConfig] = "base", **overrides: Any) -> "BtnkMAE":
@@ -392,26 +330,7 @@ class BtnkMAE(nn.Module):
 
         Patch embedding, blocks, norm, CLS token and MAE's decoder are loaded; the bottleneck
         parts (decoder queries, cross-attention) keep their fresh initialisation. Position
-        tables are the fixed sin-cos ones, for the model's own grid. With ``act_fn=None``,
-        :meth:`encode` returns MAE's CLS token for an unmasked image.
+        tables are the fixed sin-cos ones. With ``act_fn=None``, :meth:`encode` returns MAE's
+        CLS token for an unmasked image (see :func:`models.checkpoint.load_mae`).
         """
-        model = cls(preset_or_config, **overrides).train(False)
-        obj = ckpt.load_file(path)
-        if "model" not in obj:
-            raise ckpt.CheckpointError(f"{path} has keys {sorted(obj)[:8]}; an MAE checkpoint has 'model'")
-        state = ckpt.convert_mae(obj["model"], model.config)
-        ckpt.load_state_dict_strict(model, state, str(path), allow_missing=("decoder.learned_embed", "decoder.patch_recon."))
-        return model
-
-
-def _legacy_model_folder(folder: Path) -> bool:
-    """A folder an earlier version's ``save_pretrained`` wrote (before folders were marked)."""
-    names = {p.name for p in folder.iterdir()}
-    if not names <= {CONFIG_FILE, WEIGHTS_FILE} or CONFIG_FILE not in names:
-        return False
-    try:
-        return json.loads((folder / CONFIG_FILE).read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
+        return ckpt.load_mae(cls, path, preset_or_config, **overrides)

@@ -5,7 +5,11 @@ Three layouts are understood:
 - the original btnk_mae training format: ``{"enc_model", "dec_model", "optimizer", "epoch",
   "scaler", "cfg"}`` where ``cfg`` is a pickled omegaconf ``DictConfig``;
 - the original MAE format ``{"model": MaskedAutoencoderViT state dict}``;
-- this project's format: ``model.safetensors`` + ``config.json`` (see ``BtnkMAE.save_pretrained``).
+- this project's format: ``model.safetensors`` + ``config.json`` (:func:`save_pretrained`);
+- this project's training checkpoint ``{"model", "model_config", ...}`` (``training/checkpointing.py``).
+
+:func:`load_pretrained`, :func:`load_mae` and :func:`save_pretrained` are what
+``BtnkMAE.from_pretrained``, ``BtnkMAE.from_mae`` and ``BtnkMAE.save_pretrained`` call.
 
 Pickles are read with ``torch.load(weights_only=True)``: only tensors, containers and the few
 inert omegaconf classes the original stores are allowed, so a checkpoint can never run code.
@@ -16,21 +20,32 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import os
 import pickle
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
 from models.config import STANDARD_HEADS, BtnkMAEConfig
 from models.errors import BtnkEnvError
+from models.files import atomic_path, atomic_write_text, claim_dir
+from models.hub import BUNDLED, RELEASES, bundled_path, download_release, release_filename
 from models.pos_embed import sincos_pos_embed
 
 StateDict = Dict[str, torch.Tensor]
+PathLike = Union[str, "os.PathLike[str]"]
+
+CONFIG_FILE = "config.json"
+"""The config file of a :func:`save_pretrained` folder."""
+WEIGHTS_FILE = "model.safetensors"
+"""The weights file of a :func:`save_pretrained` folder."""
+MODEL_TYPE = "btnk_mae"
+FORMAT_VERSION = 1
 
 logger = logging.getLogger(__name__)
 
@@ -317,3 +332,116 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
             + ". Check that the checkpoint and the config (preset, sizes, img_size) belong together."
         )
     module.load_state_dict(state_dict, strict=not allow_missing)
+
+
+# ---------------------------------------------------------------------------- whole models
+def save_pretrained(model: torch.nn.Module, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` of ``model`` (a ``BtnkMAE``) into
+    ``directory`` (atomically per file); ``dtype`` stores the weights at that precision.
+
+    ``directory`` must be new, empty, or a model folder written here (it is marked as such,
+    :mod:`models.files`); a folder of other files is refused.
+    """
+    from safetensors.torch import save_file
+
+    directory = claim_dir(directory, "model", "choose a new folder for the model", _legacy_model_folder)
+    state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"model_type": MODEL_TYPE})
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def _legacy_model_folder(folder: Path) -> bool:
+    """A folder an earlier version's ``save_pretrained`` wrote (before folders were marked)."""
+    names = {p.name for p in folder.iterdir()}
+    if not names <= {CONFIG_FILE, WEIGHTS_FILE} or CONFIG_FILE not in names:
+        return False
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_pretrained(model_cls: type, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> Any:
+    """A ``model_cls`` (``BtnkMAE``) from a folder, ``.safetensors``, original or training
+    ``.pth``, release name or bundled model, in eval mode on ``map_location``."""
+    path = Path(os.fspath(name_or_path))
+    if not path.exists():
+        bundled = bundled_path(str(name_or_path))
+        if bundled is not None:
+            path = bundled
+        elif release_filename(str(name_or_path)) is not None:
+            path = download_release(str(name_or_path))
+        else:
+            raise FileNotFoundError(
+                f"{str(name_or_path)!r} is not a file, a folder, a release name {sorted(RELEASES)} "
+                f"or a bundled model {sorted(BUNDLED)}"
+            )
+    if path.is_dir() or path.suffix == ".safetensors":
+        config, state, source = _read_safetensors(path, overrides)
+    else:
+        config, state, source = _read_pickle(path, overrides)
+    model = model_cls(config)
+    load_state_dict_strict(model, state, source)
+    return model.to(map_location).eval()
+
+
+def load_mae(model_cls: type, path: PathLike, preset_or_config: Any = "base", **overrides: Any) -> Any:
+    """A ``model_cls`` (``BtnkMAE``) started from an original MAE checkpoint; the bottleneck parts
+    (decoder queries, cross-attention) keep their fresh initialisation."""
+    model = model_cls(preset_or_config, **overrides).train(False)
+    obj = load_file(path)
+    if "model" not in obj:
+        raise CheckpointError(f"{path} has keys {sorted(obj)[:8]}; an MAE checkpoint has 'model'")
+    state = convert_mae(obj["model"], model.config)
+    load_state_dict_strict(model, state, str(path), allow_missing=("decoder.learned_embed", "decoder.patch_recon."))
+    return model
+
+
+def _read_safetensors(path: Path, overrides: dict) -> tuple:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file as load_safetensors
+
+    folder, weights = (path, path / WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"{folder} must hold {CONFIG_FILE} and {weights.name} (written by save_pretrained)")
+    try:
+        meta = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
+        raise CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
+    config = config_from_saved(meta["config"], overrides, str(config_path))
+    try:
+        state = load_safetensors(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {weights}: {err}. The file is truncated or corrupt.") from None
+    return config, state, str(weights)
+
+
+def _read_pickle(path: Path, overrides: dict) -> tuple:
+    obj = load_file(path)
+    if "enc_model" in obj and "dec_model" in obj:
+        enc, dec = obj["enc_model"], obj["dec_model"]
+        if "model_config" in obj:
+            config = config_from_saved(obj["model_config"], overrides, str(path))
+        else:
+            config = infer_original_config(enc, dec, _plain(obj.get("cfg")), **overrides)
+        state = convert_original(enc, dec, config)
+    elif "model" in obj and "model_config" in obj:
+        config = config_from_saved(obj["model_config"], overrides, str(path))
+        state = obj["model"]
+    elif "model" in obj:
+        raise CheckpointError(
+            f"{path} is an MAE checkpoint ({{'model': ...}}), not a bottleneck MAE; start from it with "
+            f"BtnkMAE.from_mae('{path}', 'base')"
+        )
+    else:
+        raise CheckpointError(
+            f"{path} has keys {sorted(obj)[:8]}; expected an original btnk_mae checkpoint "
+            f"('enc_model', 'dec_model') or this project's training checkpoint ('model', 'model_config')"
+        )
+    return config, state, str(path)

@@ -12,8 +12,9 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 ImageSize = Union[int, Tuple[int, int]]
 
-#: Activations the original applies to the encoder output (``act_fn``); ``None`` means none.
-ACTIVATIONS = ("relu", "gelu", "swish", "tanh", "sigmoid")
+#: Activations the original applies to the encoder output (``act_fn``; ``None`` means none),
+#: each with the ``torch.nn`` layer that computes it.
+ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "swish": "SiLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 
 _DECODER_ORIGINAL = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
 
@@ -91,7 +92,7 @@ class BtnkMAEConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _canonical_size(self.img_size))
         if self.act_fn is not None and self.act_fn not in ACTIVATIONS:
-            raise ValueError(f"act_fn must be None or one of {ACTIVATIONS}, got {self.act_fn!r}")
+            raise ValueError(f"act_fn must be None or one of {tuple(ACTIVATIONS)}, got {self.act_fn!r}")
         for name in ("embed_dim", "depth", "num_heads", "patch_size", "decoder_embed_dim",
                      "decoder_depth", "decoder_num_heads", "in_chans"):
             value = getattr(self, name)

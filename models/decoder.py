@@ -8,7 +8,7 @@ and MAE's ``decoder_embed``, ``mask_token``, ``decoder_blocks``, ``decoder_norm`
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from models.config import BtnkMAEConfig
 from models.kernels import linear, linear_add, linear_gelu
 from models.layers import LAYER_NORM_EPS, Block
-from models.pos_embed import resample_grid_tokens, sincos_pos_embed
+from models.pos_embed import SincosTables, resample_grid_tokens, sincos_pos_embed
 
 
 class SingleKeyAttention(nn.Module):
@@ -69,7 +69,14 @@ class PatchReconstruction(nn.Module):
 
 
 class BtnkDecoder(nn.Module):
-    """Latent ``(B, D)`` -> patch pixels ``(B, N, p * p * 3)``; also MAE's full-token decoder path."""
+    """Latent ``(B, D)`` -> patch pixels ``(B, N, p * p * 3)`` on any patch grid; also MAE's
+    full-token decoder path.
+
+    ``learned_embed`` holds one learned query per patch of the grid the model was trained at
+    (``grid_size``). Decoding at another grid resamples them bicubically (DeiT/timm style):
+    under autograd from the parameter itself, so gradients reach it; otherwise once per grid,
+    kept until the parameter changes (an optimizer step, ``load_state_dict``, a device move).
+    """
 
     def __init__(self, config: BtnkMAEConfig) -> None:
         super().__init__()
@@ -90,12 +97,17 @@ class BtnkDecoder(nn.Module):
         self.register_buffer(
             "decoder_pos_embed", sincos_pos_embed(dd, self.grid_size, cls_token=True), persistent=False
         )
+        self._tables = SincosTables(d)
+        self._mae_tables = SincosTables(dd, cls_token=True)
         self._query_source: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None  # see set_grid_size
         self._query_resampled: Optional[torch.Tensor] = None
+        self._queries: Dict[Tuple[int, int], Tuple[torch.Tensor, torch.Tensor]] = {}  # grid -> (table seen, queries)
 
     def set_grid_size(self, grid_size: Tuple[int, int]) -> None:
-        """Move to a new ``(gh, gw)`` grid: sin-cos tables recomputed, the learned queries
-        bicubically resampled (the same parameter, so optimizers keep tracking it).
+        """Make ``(gh, gw)`` the trained grid: sin-cos tables recomputed, the learned queries
+        bicubically resampled (the same parameter, so optimizers keep tracking it). This is the
+        fine-tuning step to a new size (the original's 224 -> 512); decoding at another size
+        needs no call (see :meth:`forward`).
 
         Resampling always starts from the queries as they were last loaded or trained (kept
         aside on the first move), so going back to that grid restores them exactly and
@@ -104,12 +116,8 @@ class BtnkDecoder(nn.Module):
         old, new = self.grid_size, tuple(grid_size)
         if old == new:
             return
-        current = self.learned_embed.data
-        last = self._query_resampled
-        moved = last is None or last.device != current.device or last.dtype != current.dtype
-        if self._query_source is None or moved or not torch.equal(current, last):
-            self._query_source = (old, current.clone())  # loaded or trained since the last move
-        source_grid, source = self._query_source
+        source_grid, source = self._resampling_source()
+        self._query_source = (source_grid, source.clone())
         with torch.no_grad():
             resampled = source.clone() if source_grid == new else resample_grid_tokens(source, source_grid, new)
         self._query_resampled = resampled.clone()
@@ -119,18 +127,56 @@ class BtnkDecoder(nn.Module):
         ref = self.decoder_pos_embed
         self.decoder_pos_embed = sincos_pos_embed(ref.shape[-1], new, cls_token=True).to(ref.device, ref.dtype)
         self.grid_size = new
+        self._queries.clear()
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """``latent: (B, D)`` -> ``(B, N, p * p * 3)`` predicted patches (normalized pixels)."""
-        queries = self.learned_embed + self.pos_embed  # (1, N, D)
+    def _resampling_source(self) -> Tuple[Tuple[int, int], torch.Tensor]:
+        """``(grid, table)`` to resample queries from: the queries as last loaded or trained.
+
+        After :meth:`set_grid_size` that is the table kept aside before the move (while the
+        parameter still holds the resampled copy), else the parameter itself.
+        """
+        current = self.learned_embed.detach()
+        last = self._query_resampled
+        if (
+            self._query_source is not None
+            and last is not None
+            and (last.device, last.dtype, last.shape) == (current.device, current.dtype, current.shape)
+            and torch.equal(current, last)
+        ):
+            return self._query_source
+        return self.grid_size, current
+
+    def queries(self, grid_size: Tuple[int, int]) -> torch.Tensor:
+        """Learned queries plus the sin-cos table of a ``(gh, gw)`` grid: ``(1, gh * gw, D)``."""
+        grid = tuple(grid_size)
+        if grid == self.grid_size:
+            return self.learned_embed + self.pos_embed  # the trained grid: the original's math
+        table = self.learned_embed
+        if torch.is_grad_enabled() and table.requires_grad:  # training: differentiable, never cached
+            return resample_grid_tokens(table, self.grid_size, grid) + self._tables.get(grid, table)
+        seen, queries = self._queries.get(grid, (None, None))
+        if seen is None or (seen.device, seen.dtype) != (table.device, table.dtype) or not torch.equal(seen, table):
+            with torch.inference_mode(False), torch.no_grad():
+                source_grid, source = self._resampling_source()
+                queries = resample_grid_tokens(source, source_grid, grid) + self._tables.get(grid, table)
+                self._queries[grid] = (table.detach().clone(), queries)
+        return queries
+
+    def forward(self, latent: torch.Tensor, grid_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``latent: (B, D)`` -> ``(B, N, p * p * 3)`` predicted patches (normalized pixels) on the
+        ``(gh, gw)`` grid ``grid_size`` (default: the trained grid), ``N = gh * gw``."""
+        queries = self.queries(self.grid_size if grid_size is None else grid_size)  # (1, N, D)
         x = linear(self.patch_recon(queries, latent), self.decoder_embed)  # (B, N, Dd)
         for blk in self.decoder_blocks:
             x = blk(x)
         return linear(self.decoder_norm(x), self.decoder_pred)
 
-    def forward_full_mae(self, tokens: torch.Tensor) -> torch.Tensor:
-        """MAE's decoder over all encoder tokens: ``(B, 1 + N, D)`` -> ``(B, N, p * p * 3)``."""
-        x = self.decoder_embed(tokens) + self.decoder_pos_embed  # (B, 1 + N, Dd)
+    def forward_full_mae(self, tokens: torch.Tensor, grid_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """MAE's decoder over all encoder tokens: ``(B, 1 + N, D)`` -> ``(B, N, p * p * 3)`` on the
+        ``(gh, gw)`` grid ``grid_size`` (default: the trained grid)."""
+        grid = self.grid_size if grid_size is None else tuple(grid_size)
+        pos = self.decoder_pos_embed if grid == self.grid_size else self._mae_tables.get(grid, self.decoder_pos_embed)
+        x = self.decoder_embed(tokens) + pos  # (B, 1 + N, Dd)
         for blk in self.decoder_blocks:
             x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]

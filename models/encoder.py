@@ -7,19 +7,18 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from models.config import BtnkMAEConfig
+from models.config import ACTIVATIONS, BtnkMAEConfig
 from models.layers import LAYER_NORM_EPS, Block
 from models.patch_embed import PatchEmbed
-from models.pos_embed import sincos_pos_embed
-
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+from models.pos_embed import SincosTables, sincos_pos_embed
 
 
 class BtnkEncoder(nn.Module):
     """ViT encoder of the bottleneck MAE (parameter names of MAE's encoder).
 
-    Position table ``pos_embed`` is a fixed sin-cos buffer for the current grid, recomputed by
-    :meth:`set_grid_size` (never stored, never learned).
+    The grid is read from the input: any ``(H, W)`` divisible by the patch size. The fixed sin-cos
+    position table is computed per grid and cached (never stored, never learned); ``pos_embed``
+    is the buffer of the default grid ``grid_size``, changed by :meth:`set_grid_size`.
     """
 
     def __init__(self, config: BtnkMAEConfig) -> None:
@@ -29,20 +28,30 @@ class BtnkEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.blocks = nn.ModuleList(Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.act = _ACTIVATIONS[config.act_fn]() if config.act_fn else nn.Identity()
+        self.act = getattr(nn, ACTIVATIONS[config.act_fn])() if config.act_fn else nn.Identity()
+        self.patch_size = config.patch_size
         self.grid_size = config.grid_size
         self.register_buffer("pos_embed", sincos_pos_embed(d, self.grid_size, cls_token=True), persistent=False)
+        self._tables = SincosTables(d, cls_token=True)
 
     def set_grid_size(self, grid_size: Tuple[int, int]) -> None:
-        """Recompute the fixed position table for a ``(gh, gw)`` patch grid."""
+        """Make ``(gh, gw)`` the default grid (the ``pos_embed`` buffer); inputs still decide."""
         ref = self.pos_embed
         self.grid_size = tuple(grid_size)
         self.pos_embed = sincos_pos_embed(ref.shape[-1], self.grid_size, cls_token=True).to(ref.device, ref.dtype)
 
+    def pos_table(self, grid_size: Tuple[int, int]) -> torch.Tensor:
+        """The fixed table of a ``(gh, gw)`` grid: ``(1, 1 + gh * gw, D)``, on the model's device and dtype."""
+        if tuple(grid_size) == self.grid_size:
+            return self.pos_embed
+        return self._tables.get(grid_size, self.pos_embed)
+
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         """``images: (B, 3, H, W)`` -> tokens ``(B, 1 + N, D)`` with positions added."""
-        x = self.patch_embed(images) + self.pos_embed[:, 1:]  # (B, N, D)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)  # (B, 1, D)
+        p = self.patch_size
+        pos = self.pos_table((images.shape[-2] // p, images.shape[-1] // p))  # (1, 1 + N, D)
+        x = self.patch_embed(images) + pos[:, 1:]  # (B, N, D)
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)  # (B, 1, D)
         return torch.cat((cls, x), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

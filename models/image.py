@@ -74,9 +74,38 @@ def frames_to_tensor(
         raise ValueError(f"frames must be (H, W, 3) or (B, H, W, 3) RGB, got shape {tuple(t.shape)}")
     t = t.to(device) if device is not None else t
     x = t.permute(0, 3, 1, 2).to(dtype).div_(255.0)  # (B, 3, H, W) in [0, 1]
-    if size is not None and tuple(size) != tuple(x.shape[-2:]):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    return normalize(x)
+    return normalize(resize_images(x, size))
+
+
+def resize_images(images: torch.Tensor, size: Optional[Tuple[int, int]]) -> torch.Tensor:
+    """The project's one resize: ``(B, C, H, W)`` float -> ``(B, C, H', W')``, bilinear with
+    antialiasing (no aliasing when shrinking a panorama); unchanged when ``size`` is ``None`` or
+    already the size."""
+    if size is None or tuple(size) == tuple(images.shape[-2:]):
+        return images
+    return F.interpolate(images, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_frames(frames: Frames, size: Tuple[int, int]) -> Frames:
+    """uint8 frames ``(..., H, W, 3)`` (numpy or torch) -> ``(..., H', W', 3)`` uint8 of the same
+    kind, resized by :func:`resize_images` in ``[0, 255]`` and rounded.
+
+    Example:
+        >>> resize_frames(np.full((2, 32, 64, 3), 7, np.uint8), (16, 32)).shape
+        (2, 16, 32, 3)
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(frames.shape[-3:-1]) == size:
+        return frames
+    is_numpy = isinstance(frames, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(frames)) if is_numpy else frames
+    if t.dtype != torch.uint8 or t.ndim < 3 or t.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (..., H, W, 3), got shape {tuple(t.shape)} dtype {t.dtype}")
+    lead = t.shape[:-3]
+    x = t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2).float()  # (B, 3, H, W) in [0, 255]
+    x = resize_images(x, size).round_().clamp_(0, 255).to(torch.uint8)
+    out = x.permute(0, 2, 3, 1).reshape(*lead, *size, 3).contiguous()
+    return out.numpy() if is_numpy else out
 
 
 def tensor_to_frames(images: torch.Tensor) -> np.ndarray:

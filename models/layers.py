@@ -71,7 +71,12 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm ViT block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
+    """Pre-norm ViT block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
+
+    Not timm's ``Block``: this one has the fused linear+GELU / linear+residual CPU kernels and the
+    CLS-only :meth:`forward_cls`; timm's differs by up to 2.7e-6 and was slower in 3 of 4 measured
+    settings (base, 224x224 and 224x448, batch 1 and 8; 1.4-1.5x at batch 8).
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()

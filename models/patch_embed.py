@@ -10,7 +10,11 @@ import torch.nn as nn
 
 class PatchEmbed(nn.Module):
     """Non-overlapping ``p x p`` patches -> D-dim tokens (a strided convolution named ``proj``,
-    as in timm and MAE)."""
+    as in timm and MAE); any ``H, W`` divisible by ``p``.
+
+    Not timm's ``PatchEmbed``: the same convolution (equal bitwise, same speed at base 224 and
+    224x448, measured side by side), but importing timm adds ~1.7 s to ``import models`` (torchvision).
+    """
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()

@@ -17,6 +17,21 @@ IMAGES = SHARED / "images"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def require_shared(path: Path) -> Path:
+    """``path`` inside ``shared/``, or a loud test failure: the suite's one rule for ``shared/``
+    (CI always has it; a missing one is a broken setup, not a reason to skip)."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests need the shared/ folder beside the checkout "
+                    f"(or BTNK_SHARED=/path/to/shared)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def needs_golden():
+    """Fail loudly when ``shared/golden`` is missing (see :func:`require_shared`)."""
+    return require_shared(GOLDEN)
+
+
 @pytest.fixture
 def tiny_model():
     """A deterministic ``test``-preset model (D=64) at 32x64, in eval mode."""

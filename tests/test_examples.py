@@ -36,7 +36,11 @@ def test_train_ppo_latents_trains_evaluates_and_saves(tmp_path):
                 "--n-envs", "2", "--eval-episodes", "2", "--max-steps", "30", "--save", str(tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"random", "before", "after"} <= results.keys()
-    assert results["args"]["timesteps"] == 256 and 0.0 <= results["after"]["success_rate"] <= 1.0
+    assert results["args"]["timesteps"] == 256
+    for name in ("random", "before", "after"):  # 2 evaluation episodes of at most 30 steps each
+        r = results[name]
+        assert r["success_rate"] in (0.0, 0.5, 1.0), r  # a fraction of 2 episodes, not any float
+        assert 1 <= r["mean_length"] <= 30 and np.isfinite(r["mean_return"]), r
     assert (tmp_path / "ppo_latents.zip").stat().st_size > 0
 
 

@@ -122,7 +122,7 @@ def test_frames_to_tensor_resizes_with_antialiasing():
         (torch.randn(2, 4, 32, 64), ValueError, r"\(B, 3, H, W\)"),
         (torch.randn(3, 32, 64), ValueError, r"\(B, 3, H, W\)"),
         (torch.randint(0, 255, (2, 3, 32, 64), dtype=torch.uint8), TypeError, "frames_to_tensor"),
-        (torch.randn(2, 3, 48, 64), ValueError, r"set_img_size\(\(48, 64\)\)"),
+        (torch.randn(2, 3, 40, 60), ValueError, r"e\.g\. 32x64"),
         (torch.randn(2, 3, 40, 64), ValueError, "not divisible by the patch size 16"),
         (torch.full((1, 3, 32, 64), float("nan")), ValueError, "NaN"),
         (torch.randn(2, 3, 32, 64).index_put_((torch.tensor([1]),) * 4, torch.tensor(float("nan"))), ValueError, "NaN"),
@@ -299,3 +299,62 @@ def test_frames_from_read_only_arrays_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert frames_to_tensor(frames).shape == (1, 3, 8, 16)
+
+
+@torch.no_grad()
+def test_the_input_decides_the_size_and_equals_a_model_set_to_it():
+    import copy
+
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()  # trained at 64x64
+    keys = list(model.state_dict())
+    z = torch.randn(3, model.latent_dim)
+    for size in [(64, 128), (32, 32), 96]:
+        h, w = (size, size) if isinstance(size, int) else size
+        x = torch.randn(2, 3, h, w)
+        sized = copy.deepcopy(model).set_img_size(size)
+        assert torch.equal(model.encode(x), sized.encode(x))
+        assert torch.equal(model.encode_tokens(x), sized.encode_tokens(x))
+        decoded = model.decode(z, size=size)
+        assert decoded.shape == (3, 3, h, w)
+        assert torch.equal(decoded, sized.decode(z))  # resampled on the fly == resampled once, then stored
+        assert torch.equal(model.reconstruct(x), sized.reconstruct(x))
+    assert model.img_size == (64, 64) and model.decode(z).shape == (3, 3, 64, 64)  # the default is untouched
+    assert list(model.state_dict()) == keys and model.decoder.learned_embed.shape == (1, 16, 64)
+
+
+@torch.no_grad()
+def test_resampled_queries_follow_every_change_of_the_learned_table():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").eval()
+    z = torch.randn(2, model.latent_dim)
+    before = model.decode(z, size=(64, 128))
+    model.decoder.learned_embed.add_(0.5)  # an optimizer step (in place)
+    after_step = model.decode(z, size=(64, 128))
+    assert not torch.equal(before, after_step)
+    model.decoder.learned_embed.data.mul_(2.0)  # even a change that autograd does not see
+    after_data = model.decode(z, size=(64, 128))
+    assert not torch.equal(after_step, after_data)
+    fresh = BtnkMAE("test").eval()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.decode(z, size=(64, 128)), after_data)
+    model.load_state_dict(BtnkMAE("test").state_dict())
+    assert not torch.equal(model.decode(z, size=(64, 128)), after_data)
+
+
+def test_training_at_another_size_reaches_the_learned_queries():
+    torch.manual_seed(0)
+    model = BtnkMAE("test").train()
+    with torch.inference_mode():  # a cached resampling made under inference mode ...
+        model.decode(torch.randn(1, model.latent_dim), size=(64, 128))
+    x = torch.randn(2, 3, 64, 128)
+    opt = torch.optim.SGD([model.decoder.learned_embed], lr=1.0)
+    out = model(x)  # ... does not stand in for the differentiable one
+    assert out.patches.shape == (2, 32, 768)
+    ((out.patches - model.patchify(x)) ** 2).mean().backward()
+    assert model.decoder.learned_embed.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        stale = model.decode_patches(out.latent.detach(), size=(64, 128))
+        opt.step()
+        assert not torch.equal(model.decode_patches(out.latent.detach(), size=(64, 128)), stale)

@@ -49,7 +49,7 @@ def test_extractor_features_equal_model_encode():
     agent = PPO("CnnPolicy", env, policy_kwargs=btnk_policy_kwargs(model, net_arch=[16]), **PPO_ARGS)
     extractor = agent.policy.features_extractor
     assert isinstance(extractor, BtnkMAEFeaturesExtractor) and extractor.features_dim == 64
-    assert extractor.encoder is model.encoder and model.img_size == (32, 48)
+    assert extractor.encoder is model.encoder and model.img_size == (32, 32)  # the model is not changed
     frames = np.stack([env.reset(seed=s)[0] for s in range(3)])  # (3, 32, 48, 3) uint8
     obs_tensor, _ = agent.policy.obs_to_tensor(frames)  # SB3: transpose to (3, 3, 32, 48)
     with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from models import BtnkMAE
-from tests.conftest import IMAGES
+from tests.conftest import IMAGES, require_shared
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images
 from training import train
 from training.datasets import DatasetError, ImageTransform, build_dataset
@@ -42,9 +42,7 @@ def test_panorama_dataset_with_manifest(tmp_path):
 
 
 def test_real_habitat_panorama_native_and_squashed():
-    pano = IMAGES / "habitat_pano"
-    if not pano.is_dir():
-        pytest.skip("shared/images not found")
+    pano = require_shared(IMAGES / "habitat_pano")
     native = build_dataset(str(pano), (256, 512), kind="panorama")[(0, 0)][0]
     square = build_dataset(str(pano), (512, 512), kind="panorama")[(0, 0)][0]
     assert native.shape == (3, 256, 512) and square.shape == (3, 512, 512)
@@ -101,7 +99,7 @@ def test_ranks_split_the_global_batch():
     assert list(resumed) == list(one)[1:]
 
 
-@pytest.mark.skipif(not GOLDEN_NOACT.is_file(), reason="shared/golden not found")
+@pytest.mark.usefixtures("needs_golden")  # a missing shared/ fails loudly
 def test_corrupt_images_are_skipped_and_counted(tmp_path):
     data = tmp_path / "imgs"
     make_images(data, n=8)

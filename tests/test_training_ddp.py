@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images, state_max_diff
 from training import train
 
-pytestmark = pytest.mark.skipif(not GOLDEN_NOACT.is_file(), reason="shared/golden not found")
+pytestmark = pytest.mark.usefixtures("needs_golden")  # a missing shared/ fails loudly
 
 # dropout off: one process draws one mask for 4 images, two draw two masks of 2 (not comparable)
 COMMON = ("train.epochs=2", "model.dropout=0.0", "train.accum_iter=2", "optim.warmup_iters=1", "train.device=cpu", "optim.lr=2e-4")

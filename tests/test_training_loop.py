@@ -12,7 +12,7 @@ from tests.test_training_helpers import GOLDEN_NOACT, dataset_loss, golden_confi
 from training import NonFiniteLossError, train
 from training.checkpointing import LATEST, load_checkpoint
 
-pytestmark = pytest.mark.skipif(not GOLDEN_NOACT.is_file(), reason="shared/golden not found")
+pytestmark = pytest.mark.usefixtures("needs_golden")  # a missing shared/ fails loudly
 
 
 @pytest.fixture(scope="module")

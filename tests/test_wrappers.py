@@ -113,17 +113,15 @@ def test_panorama_keeps_aspect_by_default_or_squashes():
     assert frame.shape == (512, 1024, 3)
     model = BtnkMAE("test", img_size=32)
     wrapped = BtnkMAEObservation(env, model, device="cpu")
-    assert wrapped.input_size == (32, 64) and model.img_size == (32, 64)  # native 2x4 grid
+    assert wrapped.input_size == (32, 64) and model.img_size == (32, 32)  # native 2x4 grid; the model is not changed
     obs, _ = wrapped.reset(seed=0)
     np.testing.assert_allclose(obs, encode_ref(model, frame, (32, 64)), atol=1e-5)
 
     squashed = BtnkMAEObservation(env, model, keep_aspect=False, device="cpu")
-    assert squashed.input_size == (32, 64)  # the model's current size: set by the first wrapper
-    square = BtnkMAEObservation(env, BtnkMAE("test", img_size=32), keep_aspect=False, device="cpu")
-    assert square.input_size == (32, 32)
+    assert squashed.input_size == (32, 32)  # the model's trained size
     assert BtnkMAEObservation(env, model, size=(64, 128), device="cpu").input_size == (64, 128)
-    # two wrappers at different sizes share the model: each sets its own size before encoding
-    obs_sq, _ = square.reset(seed=0)
+    obs_sq, _ = squashed.reset(seed=0)
+    np.testing.assert_allclose(obs_sq, encode_ref(model, frame, (32, 32)), atol=1e-5)
     obs_again, _ = wrapped.reset(seed=0)
     np.testing.assert_allclose(obs_again, obs, atol=1e-6)
     with pytest.raises(ValueError, match="multiples of the patch size 16"):
@@ -207,6 +205,9 @@ def test_more_construction_errors(tiny_model):
         with pytest.raises(ValueError, match="CUDA is not available"):
             BtnkMAEObservation(FrameEnv(), tiny_model, device="cuda")
         assert BtnkMAEObservation(FrameEnv(), tiny_model, device="auto").device == torch.device("cpu")
+    meta = BtnkMAE("test").to("meta")
+    with pytest.raises(ValueError, match=r"the model is on meta.*never move it"):
+        BtnkMAEObservation(FrameEnv(), meta, device="cpu")
 
 
 @pytest.mark.parametrize("precision, atol", [("bf16", 0.15), ("int8", 0.3)])
@@ -223,7 +224,7 @@ def test_reduced_precision_is_close_and_float32(tiny_model, precision, atol):
 def test_resize_for_model_keeps_uint8_images():
     model = BtnkMAE("test", img_size=32)
     env = ResizeForModel(FrameEnv(shape=(60, 80)), model)
-    assert env.observation_space == spaces.Box(0, 255, (32, 48, 3), np.uint8) and model.img_size == (32, 48)
+    assert env.observation_space == spaces.Box(0, 255, (32, 48, 3), np.uint8) and model.img_size == (32, 32)
     check_env(env, skip_render_check=True)
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.uint8 and obs in env.observation_space
@@ -239,7 +240,7 @@ def test_panorama_rooms_wrapped():
     env = gym.make("btnk_env/PanoramaRooms-v0", world="single_room", height=32)
     model = BtnkMAE("test", img_size=32)
     wrapped = BtnkMAEObservation(env, model, history=2, device="cpu")
-    assert model.img_size == (32, 64)
+    assert wrapped.input_size == (32, 64) and model.img_size == (32, 32)
     check_env(wrapped, skip_render_check=True)
     obs, _ = wrapped.reset(seed=0)
     for _ in range(20):
@@ -248,3 +249,28 @@ def test_panorama_rooms_wrapped():
         if term or trunc:
             obs, _ = wrapped.reset()
     wrapped.close()
+
+
+def test_wrappers_of_two_frame_sizes_share_one_model_without_changing_it():
+    """Each wrapper gets the latents of its own size (= model.encode at that size); the shared
+    model keeps its size, parameters, device and mode; decode_rollout decodes the size asked."""
+    from btnk_env.video import decode_rollout
+
+    torch.manual_seed(0)
+    model = BtnkMAE("test", img_size=32).train()  # in training mode on purpose: nobody switches it
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    small = BtnkMAEObservation(FrameEnv(shape=(32, 64)), model)  # 2:1 frames -> (32, 64)
+    large = BtnkMAEObservation(FrameEnv(shape=(96, 96)), model, size=(48, 48))
+    assert (small.input_size, large.input_size) == ((32, 64), (48, 48))
+    for _ in range(2):  # interleaved: neither wrapper disturbs the other
+        obs_small, info_small = small.reset(seed=1)
+        obs_large, info_large = large.reset(seed=2)
+        np.testing.assert_allclose(obs_small, encode_ref(model, info_small["frame"], (32, 64)), atol=1e-6)
+        np.testing.assert_allclose(obs_large, encode_ref(model, info_large["frame"], (48, 48)), atol=1e-6)
+    assert model.img_size == (32, 32) and model.training and model.device == torch.device("cpu")
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    model.eval()  # decoding needs eval mode (the decoder has dropout): the caller's choice
+    z = np.stack([obs_small, obs_large])  # (T=2, D)
+    assert decode_rollout(model, z, size=small.input_size).shape == (1, 2, 32, 64, 3)
+    assert decode_rollout(model, z, size=large.input_size).shape == (1, 2, 48, 48, 3)
+    assert decode_rollout(model, z).shape == (1, 2, 32, 32, 3)  # default: the trained size

@@ -21,6 +21,8 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from models.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,23 +45,12 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu")
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(device)
-
-
 def init_distributed(backend: str = "auto", device: str = "auto", timeout_s: int = 1800) -> DistContext:
     """Join the process group described by torchrun's environment (or run as one process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank)  # one resolver for the project (models.device)
     if world > 1 and not dist.is_initialized():
         if backend == "auto":
             backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -93,15 +84,6 @@ def all_gather_objects(obj: Any) -> List[Any]:
         dist.all_gather_object(out, obj)
         return out
     return [obj]
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank."""
-    if dist.is_available() and dist.is_initialized():
-        box = [obj]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
-    return obj
 
 
 def barrier() -> None:

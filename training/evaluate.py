@@ -88,22 +88,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, evaluate, print ``PSNR`` and ``SSIM``."""
     from models import BtnkMAE, CheckpointError
-    from training.distributed import resolve_device
+    from models.config import check_img_size
+    from models.device import resolve_device
 
     overrides = {k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v}
     try:
         model = BtnkMAE.from_pretrained(args.checkpoint, map_location=resolve_device(args.device), **overrides)
+        size = model.img_size  # reconstruct() decodes at the size of its input
         if args.img_size:
             if len(args.img_size) not in (1, 2):
                 raise ValueError(f"--img-size takes H W or S, got {args.img_size}")
-            model.set_img_size(tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0])
-        dataset = build_dataset(args.data, model.img_size, split=args.split, transform="resize", hflip=False,
+            size = check_img_size(tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0], model.patch_size)
+        dataset = build_dataset(args.data, size, split=args.split, transform="resize", hflip=False,
                                 max_images=args.limit)
         result = evaluate(model, dataset, args.batch_size, progress=sys.stderr.isatty())
     except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"btnk-env eval: {err}", file=sys.stderr)
         return 2
-    h, w = model.img_size
+    h, w = size
     print(f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  over {result.n_images} images at {h}x{w}"
           + (f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else ""))
     if args.json:

@@ -1,4 +1,4 @@
-"""Image quality: PSNR and SSIM on ``[0, 1]`` images, per image, in torch.
+"""Image quality: PSNR (:func:`models.metrics.psnr`) and SSIM on ``[0, 1]`` images, per image, in torch.
 
 SSIM follows Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True``:
 an 11x11 Gaussian window with sigma 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with ``L = 1``,
@@ -16,6 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.metrics import psnr  # the project's one PSNR (per image; inf for equal images)
+
+__all__ = ["psnr", "ssim", "gaussian_window"]
+
 WINDOW = 11
 SIGMA = 1.5
 
@@ -23,13 +27,6 @@ SIGMA = 1.5
 def _check(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
         raise ValueError(f"expected two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB. ``x, y: (B, C, H, W)`` in ``[0, 1]`` -> ``(B,)`` float32."""
-    _check(x, y)
-    mse = (x.float() - y.float()).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(eps))
 
 
 def gaussian_window(size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:

@@ -152,13 +152,11 @@ class Trainer:
         t = cfg.train
         torch.manual_seed(t.seed)
         state = self._resume_state()
-        if state is not None and state.get("_full", False):
+        if state is not None:
             self.model = BtnkMAE(BtnkMAEConfig.from_dict(state["model_config"]))
             load_state_dict_strict(self.model, state["model"], str(state["_path"]))
-        elif state is not None:  # a new image size: the weights only, a new run from them
-            self.model = BtnkMAE(BtnkMAEConfig.from_dict(state["model_config"]))
-            load_state_dict_strict(self.model, state["model"], str(state["_path"]))
-            self.model.set_img_size(cfg.model.img_hw)
+            if not state.get("_full", False):  # a new image size: the weights only, a new run from them
+                self.model.set_img_size(cfg.model.img_hw)
         else:
             self.model = build_model(cfg.model)
         prepare_model(self.model.to(self.device).train(), cfg.model.dropout)

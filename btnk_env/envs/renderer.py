@@ -11,7 +11,6 @@ the agent's right); row ``0 .. H-1`` spans elevation ``+90`` (up) ``.. -90`` (do
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -19,8 +18,6 @@ import numpy as np
 from btnk_env.envs.mesh import VERTEX_ATTRIBUTES, VERTEX_FORMAT
 
 __all__ = ["PanoramaRenderer", "MAX_LIGHTS"]
-
-logger = logging.getLogger(__name__)
 
 MAX_LIGHTS = 16
 _FACE_FOV_DEG = 95.0  # a little more than 90 so that bilinear lookups never leave a face

@@ -13,14 +13,11 @@ decoding starts; decoding and writing show tqdm progress bars.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -127,18 +124,6 @@ def _rgb(image: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
-def _resize(frames: np.ndarray, size: tuple) -> np.ndarray:
-    """``(..., H, W, 3)`` uint8 -> ``(..., h, w, 3)`` (bilinear, antialiased), if sizes differ."""
-    from models import frames_to_tensor, tensor_to_frames
-
-    if frames.shape[-3:-1] == tuple(size):
-        return frames
-    lead = frames.shape[:-3]
-    flat = frames.reshape(-1, *frames.shape[-3:])
-    out = np.stack([tensor_to_frames(frames_to_tensor(f, size=size))[0] for f in flat])
-    return out.reshape(*lead, size[0], size[1], 3)
-
-
 def _progress(frames: Iterable[np.ndarray], total: int, desc: str) -> Iterator[np.ndarray]:
     from tqdm import tqdm
 
@@ -155,18 +140,17 @@ def _raw_frames(pred: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _load_model(args: argparse.Namespace):
-    import torch
-
+    """The model (in eval mode, on ``--device``) and the ``(H, W)`` to decode at."""
     from models import BtnkMAE
+    from models.config import check_img_size
+    from models.device import resolve_device
 
     overrides = {
         k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v is not None
     }
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = BtnkMAE.from_pretrained(args.checkpoint, map_location=device, **overrides)
-    if args.img_size is not None:
-        model.set_img_size(tuple(args.img_size))
-    return model
+    model = BtnkMAE.from_pretrained(args.checkpoint, map_location=resolve_device(args.device or "auto"), **overrides)
+    size = model.img_size if args.img_size is None else check_img_size(tuple(args.img_size), model.patch_size)
+    return model, size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
     from btnk_env.video.io import check_video_path, write_video
     from btnk_env.video.layout import interpolation_frames, iter_comparison_frames
+    from models import resize_frames
     from models.precision import check_precision
 
     out = check_video_path(args.out)
@@ -184,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
     writer_kwargs = {"crf": args.crf} if out.suffix.lower() == ".mp4" else {}
     latents = load_latents(args.latents, args.key) if args.latents is not None else None
     truth = load_frames(args.truth) if args.truth is not None else None
-    model = _load_model(args)
+    model, size = _load_model(args)
     check_precision(args.precision, model.device)
-    size = model.img_size
 
     if args.interpolate is not None:
         import torch
@@ -194,13 +178,13 @@ def run(args: argparse.Namespace) -> int:
         from models import frames_to_tensor
         from models.image_file import read_image
 
-        ends = [_resize(read_image(p), size) for p in args.interpolate]
+        ends = [resize_frames(read_image(p), size) for p in args.interpolate]
         with torch.inference_mode():
             z = model.encode(frames_to_tensor(np.stack(ends), device=model.device))  # (2, D)
         path = interpolate_latents(z[0].cpu(), z[1].cpu(), args.steps, args.method)  # (S, D)
         with tqdm(total=len(path), desc="decoding", unit="frame", file=sys.stderr) as bar:
             decoded = decode_rollout(
-                model, path, batch_size=args.batch_size, precision=args.precision, progress=bar.update
+                model, path, size=size, batch_size=args.batch_size, precision=args.precision, progress=bar.update
             )[0]
         frames = interpolation_frames(ends[0], decoded, ends[1], scale=args.scale)
         write_video(out, _progress(frames, len(frames), "writing"), args.fps, **writer_kwargs)
@@ -215,12 +199,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"ground truth holds {truth.shape[:2]} (B, T) frames but the latents {(b, t_len)}; they must match"
             )
-        truth = _resize(truth, size)
+        truth = resize_frames(truth, size)
     if args.context > t_len:
         raise ValueError(f"--context {args.context} is longer than the rollout (T={t_len})")
 
     with tqdm(total=b * t_len, desc="decoding", unit="frame", file=sys.stderr) as bar:
-        pred = decode_rollout(model, latents, batch_size=args.batch_size, precision=args.precision, progress=bar.update)
+        pred = decode_rollout(
+            model, latents, size=size, batch_size=args.batch_size, precision=args.precision, progress=bar.update
+        )
     if args.layout == "raw":
         frames = _raw_frames(pred)
     else:

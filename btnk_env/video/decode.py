@@ -12,7 +12,6 @@ Writing videos is :mod:`btnk_env.video.io`; comparison layouts are :mod:`btnk_en
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from pathlib import Path
@@ -22,12 +21,11 @@ import numpy as np
 import torch
 
 from models import BtnkMAE, tensor_to_frames
+from models.config import ImageSize, to_hw
 from models.errors import BtnkEnvError
 from models.precision import for_inference
 
 __all__ = ["decode_rollout", "iter_decoded", "check_latents", "load_latents", "interpolate_latents", "LATENT_SUFFIXES"]
-
-logger = logging.getLogger(__name__)
 
 Latents = Union[np.ndarray, torch.Tensor]
 LATENT_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
@@ -84,14 +82,17 @@ def iter_decoded(
     model: BtnkMAE,
     latents: Latents,
     *,
+    size: Optional[ImageSize] = None,
     batch_size: int = 32,
     precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """Decode a rollout in chunks, in time order (sequence 0 first, then 1, ...).
 
     Args:
-        model: the bottleneck MAE that produced the latents (its ``img_size`` sets ``H, W``).
+        model: the bottleneck MAE that produced the latents, in eval mode (as ``from_pretrained``
+            returns it; the model is not changed); it decodes where it is.
         latents: ``(T, D)`` or ``(B, T, D)`` float, numpy or torch, any device.
+        size: ``(H, W)`` (or an int) of the frames; default the model's trained size ``model.img_size``.
         batch_size: frames decoded per forward pass; bounds the memory used.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), see
             :func:`models.precision.for_inference`; outputs are cast to float32 before rounding.
@@ -101,39 +102,47 @@ def iter_decoded(
     """
     flat = check_latents(latents, model.latent_dim).flatten(0, 1)  # (B * T, D)
     batch_size = _check_batch_size(batch_size)
+    _check_eval(model)
     runner = for_inference(model, precision)
-    was_training = runner.training
-    runner.eval()
-    try:
-        for start in range(0, flat.shape[0], batch_size):
-            z = flat[start : start + batch_size].to(model.device)  # (n, D)
-            images = runner.decode(z).float()  # (n, 3, H, W) normalized
-            yield tensor_to_frames(images)  # (n, H, W, 3) uint8
-    finally:
-        runner.train(was_training)
+    for start in range(0, flat.shape[0], batch_size):
+        z = flat[start : start + batch_size].to(model.device)  # (n, D)
+        images = runner.decode(z, size=size).float()  # (n, 3, H, W) normalized
+        yield tensor_to_frames(images)  # (n, H, W, 3) uint8
+
+
+def _check_eval(model: BtnkMAE) -> None:
+    if model.training:
+        raise ValueError(
+            "the model is in training mode: its decoder's dropout would change the frames; call model.eval() "
+            "first (BtnkMAE.from_pretrained returns it in eval mode)"
+        )
 
 
 def decode_rollout(
     model: BtnkMAE,
     latents: Latents,
     *,
+    size: Optional[ImageSize] = None,
     batch_size: int = 32,
     precision: str = "fp32",
     progress: Optional[Callable[[int], object]] = None,
 ) -> np.ndarray:
-    """Decode latent rollouts into frames.
+    """Decode latent rollouts into frames of the size asked for.
 
     Args:
-        model: the bottleneck MAE that produced the latents.
+        model: the bottleneck MAE that produced the latents, in eval mode (not changed).
         latents: ``(T, D)`` or ``(B, T, D)`` float, numpy or torch (see :func:`load_latents`
             for files).
+        size: ``(H, W)`` (or an int) of the frames, multiples of the patch; default the size the
+            model was trained at, ``model.img_size`` (a wrapper's ``input_size`` gives frames at
+            the size it encoded).
         batch_size: frames decoded per forward pass, on ``model.device``.
         precision: inference precision (``"fp32"``, ``"bf16"``, ``"fp16"`` on CUDA, ``"int8"``
             on CPU).
         progress: called with the number of frames each batch decoded (e.g. ``tqdm.update``).
 
     Returns:
-        ``(B, T, H, W, 3)`` uint8 in ``[0, 255]`` with ``(H, W) = model.img_size``; ``B = 1``
+        ``(B, T, H, W, 3)`` uint8 in ``[0, 255]`` with ``(H, W) = size``; ``B = 1``
         for ``(T, D)`` input. Decoding frame by frame, or all at once, gives the same frames.
 
     Raises:
@@ -145,13 +154,15 @@ def decode_rollout(
         >>> frames = decode_rollout(model, torch.randn(5, model.latent_dim), batch_size=2)
         >>> frames.shape, frames.dtype
         ((1, 5, 32, 64, 3), dtype('uint8'))
+        >>> decode_rollout(model, torch.randn(2, 3, model.latent_dim), size=(64, 128)).shape
+        (2, 3, 64, 128, 3)
     """
     checked = check_latents(latents, model.latent_dim)  # (B, T, D)
     b, t, _ = checked.shape
-    h, w = model.img_size
+    h, w = model.img_size if size is None else to_hw(size)
     out = np.empty((b * t, h, w, 3), np.uint8)
     done = 0
-    for chunk in iter_decoded(model, checked, batch_size=batch_size, precision=precision):
+    for chunk in iter_decoded(model, checked, size=size, batch_size=batch_size, precision=precision):
         out[done : done + len(chunk)] = chunk
         done += len(chunk)
         if progress is not None:

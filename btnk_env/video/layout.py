@@ -23,6 +23,8 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from models.metrics import psnr  # the project's one PSNR (uint8 frames: data range 255)
+
 __all__ = [
     "CONTEXT_COLOR",
     "IMAGINED_COLOR",
@@ -45,15 +47,6 @@ TEXT_COLOR = (235, 235, 235)
 # an inferno-like colormap: value in [0, 1] -> RGB (black, purple, red, orange, pale yellow)
 _CMAP_X = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 _CMAP_RGB = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
-
-
-def psnr(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR in dB: ``(..., H, W, 3)`` uint8 pairs -> ``(...)`` float64 (``inf`` if equal)."""
-    if truth.shape != pred.shape:
-        raise ValueError(f"truth {truth.shape} and prediction {pred.shape} must have the same shape")
-    mse = np.mean((truth.astype(np.float64) - pred.astype(np.float64)) ** 2, axis=(-3, -2, -1))
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(255.0**2 / mse)
 
 
 def error_heatmap(truth: np.ndarray, pred: np.ndarray, gain: float = 4.0) -> np.ndarray:

@@ -1,45 +1,34 @@
-"""Shared plumbing of the observation wrappers: checking image spaces, choosing the model's input
-size, and turning a batch of uint8 frames into latents with one forward pass.
+"""Frame encoding for the latent wrappers: the encoder input size, uint8 frames -> latents in
+one forward pass, and :class:`LatentSetup`, the pieces both wrappers are built from.
 
-Used by :mod:`btnk_env.wrappers` (one environment), :mod:`btnk_env.wrappers.vector` (vector environments)
-and :mod:`btnk_env.sb3` (stable-baselines3).
+The model handed in is shared and never changed: no size is set on it, it is not moved and its
+mode is not touched. The encoder reads the size from its input, so wrappers of different frame
+sizes can share one model.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 
+from btnk_env.wrappers.spaces import check_history, find_image_key, latent_space, wrap_observation, wrapped_space
 from models import BtnkMAE, frames_to_tensor
+from models.config import check_img_size
+from models.device import resolve_device
 from models.precision import check_precision, for_inference
-
-logger = logging.getLogger(__name__)
-
-LATENT_KEY = "latent"
-"""Name of the latent entry in a ``Dict`` observation."""
 
 DeviceLike = Union[str, torch.device, None]
 SizeLike = Union[int, Tuple[int, int], None]
 
-
-def resolve_device(device: DeviceLike, model: Optional[torch.nn.Module] = None) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``None`` -> where ``model`` is; else ``torch.device(device)``."""
-    if device is None:
-        return next(model.parameters()).device if model is not None else torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='auto' or 'cpu'")
-    return device
+__all__ = ["FrameEncoder", "LatentSetup", "LatentSetupViews", "check_model", "model_device", "target_size"]
 
 
 def check_model(model: Any, owner: str) -> BtnkMAE:
+    """``model`` if it is a :class:`models.BtnkMAE`; a ``TypeError`` naming the fix otherwise."""
     if not isinstance(model, BtnkMAE):
         raise TypeError(
             f"{owner} needs a models.BtnkMAE, got {type(model).__name__}; "
@@ -48,65 +37,28 @@ def check_model(model: Any, owner: str) -> BtnkMAE:
     return model
 
 
-def _describe(space: spaces.Space) -> str:
-    return repr(space)
-
-
-def check_image_box(space: spaces.Space, owner: str, where: str = "the observation") -> spaces.Box:
-    """Check ``space`` is ``Box(0, 255, (H, W, 3), uint8)``; raise a precise error otherwise."""
-    expected = "a uint8 RGB image Box(0, 255, (H, W, 3), uint8)"
-    if not isinstance(space, spaces.Box):
-        raise TypeError(f"{owner} expects {where} to be {expected}, found {_describe(space)}")
-    if space.dtype != np.uint8:
-        raise TypeError(
-            f"{owner} expects {where} to be {expected}, found dtype {space.dtype} in {_describe(space)}; "
-            f"convert frames to uint8 in [0, 255] first"
+def model_device(model: BtnkMAE, device: DeviceLike, owner: str) -> torch.device:
+    """Where the encoding runs: where ``model`` is. ``device`` (``None``: no check) must name
+    that device; wrappers never move a model they are given (move it first: ``model.to(...)``)."""
+    here = model.device
+    if device is None:
+        return here
+    want = resolve_device(device)
+    if want.type != here.type or (want.index is not None and here.index is not None and want.index != here.index):
+        raise ValueError(
+            f"{owner}: device={str(device)!r} is {want} but the model is on {here}; move the model first "
+            f"(model.to({str(want)!r})) or pass device=None: wrappers run where the model is and never move it"
         )
-    shape = space.shape
-    if len(shape) != 3 or shape[-1] != 3:
-        hint = ""
-        if len(shape) == 3 and shape[0] == 3:
-            hint = "; it looks channel-first: transpose it to (H, W, 3) (e.g. gymnasium.wrappers.TransformObservation)"
-        elif len(shape) == 3 and shape[-1] in (1, 4):
-            hint = f"; it has {shape[-1]} channels, the model takes 3 (RGB)"
-        raise ValueError(f"{owner} expects {where} to be {expected}, found shape {shape}{hint}")
-    return space
-
-
-def find_image_key(space: spaces.Space, image_key: Optional[str], owner: str) -> Optional[str]:
-    """The key of the image inside a ``Dict`` space (``None`` for a ``Box``); checks the image space."""
-    if isinstance(space, spaces.Dict):
-        if LATENT_KEY in space.spaces:
-            raise ValueError(f"{owner} adds a {LATENT_KEY!r} key but the observation Dict already has one")
-        if image_key is None:
-            candidates = [k for k, s in space.spaces.items() if _is_image_box(s)]
-            if len(candidates) != 1:
-                raise ValueError(
-                    f"{owner}: the observation is a Dict with keys {list(space.spaces)}; pass image_key= the key of "
-                    f"the uint8 (H, W, 3) image (found {len(candidates)} candidates: {candidates})"
-                )
-            image_key = candidates[0]
-        if image_key not in space.spaces:
-            raise KeyError(f"{owner}: image_key {image_key!r} is not in the observation Dict, which has keys {list(space.spaces)}")
-        check_image_box(space.spaces[image_key], owner, where=f"observation[{image_key!r}]")
-        return image_key
-    if image_key is not None:
-        raise ValueError(f"{owner}: image_key={image_key!r} was given but the observation is {_describe(space)}, not a Dict")
-    check_image_box(space, owner)
-    return None
-
-
-def _is_image_box(space: spaces.Space) -> bool:
-    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+    return here
 
 
 def target_size(frame_hw: Tuple[int, int], model: BtnkMAE, keep_aspect: bool = True, size: SizeLike = None) -> Tuple[int, int]:
     """The ``(H, W)`` frames are resized to before encoding.
 
     ``size`` given: that size (both sides multiples of the patch). Else with ``keep_aspect`` the
-    model's input height and the frames' aspect ratio, the width rounded to a patch multiple
+    model's trained height and the frames' aspect ratio, the width rounded to a patch multiple
     (a 2:1 panorama on a 224 model -> ``(224, 448)``, a native 14x28 grid); without it the
-    model's current input size (a panorama squashed to a square, as the original expects).
+    model's trained size (a panorama squashed to a square, as the original expects).
     """
     p = model.patch_size
     if size is not None:
@@ -122,43 +74,32 @@ def target_size(frame_hw: Tuple[int, int], model: BtnkMAE, keep_aspect: bool = T
     return h, w
 
 
-def resize_uint8(frames: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, H', W', 3)`` uint8, bilinear with antialiasing, rounded."""
-    if tuple(frames.shape[1:3]) == tuple(size):
-        return frames
-    x = frames.permute(0, 3, 1, 2).float()  # (B, 3, H, W) in [0, 255]
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-
-
 class FrameEncoder:
-    """uint8 frames -> float32 latents, one forward pass per call, on a chosen device.
+    """uint8 frames -> float32 latents at one input size, one forward pass per call.
 
-    Shares ``model`` (never copies it, except to make the reduced-precision copy that
-    ``precision != "fp32"`` asks for). The model is moved to ``device``, put in eval mode and set to
-    the input ``size`` at construction; if someone changes its size later, it is set back before
-    each forward.
+    Shares ``model`` and never changes it (no size, device or mode change; the only copy is the
+    reduced-precision one that ``precision != "fp32"`` asks for). Frames are resized to ``size``
+    and encoded where the model is; the encoder reads the size from its input.
 
     Args:
-        model: the bottleneck MAE.
+        model: the bottleneck MAE (on the device it should run on).
         size: ``(H, W)`` input size of the encoder (see :func:`target_size`).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``, or ``None``
-            (where the model is).
+        device: ``None`` (where the model is), or the device the model must be on (checked).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), see
             :mod:`models.precision`; latents always come back as float32.
+
+    Example:
+        >>> from models import BtnkMAE
+        >>> encoder = FrameEncoder(BtnkMAE("test", img_size=32), (32, 64))
+        >>> encoder.encode(np.zeros((2, 60, 120, 3), np.uint8)).shape
+        (2, 64)
     """
 
-    def __init__(self, model: BtnkMAE, size: Tuple[int, int], device: DeviceLike = "auto", precision: str = "fp32") -> None:
-        self.model = model
-        self.size = tuple(size)
-        self.device = resolve_device(device, model)
-        check_precision(precision, self.device)
-        if model.device != self.device:
-            logger.info("moving the model from %s to %s", model.device, self.device)
-            model.to(self.device)
-        model.eval()
-        model.set_img_size(self.size)
-        self.precision = precision
+    def __init__(self, model: BtnkMAE, size: Tuple[int, int], device: DeviceLike = None, precision: str = "fp32") -> None:
+        self.model = check_model(model, type(self).__name__)
+        self.size = check_img_size(tuple(size), model.patch_size)
+        self.device = model_device(model, device, type(self).__name__)
+        self.precision = check_precision(precision, self.device)
         self._net = for_inference(model, precision)  # the model itself for fp32
         self._pinned: Optional[torch.Tensor] = None
 
@@ -186,8 +127,92 @@ class FrameEncoder:
             raise ValueError(f"frames must be (B, H, W, 3) uint8, got shape {frames.shape} dtype {frames.dtype}")
         if frames.shape[0] == 0:
             return np.zeros((0, self.latent_dim), np.float32)
-        if self._net.img_size != self.size:
-            self._net.set_img_size(self.size)
         x = frames_to_tensor(self._to_device(frames), size=self.size)  # (B, 3, H', W') normalized
         latent = self._net.encode(x)  # (B, D)
         return latent.float().cpu().numpy()
+
+
+@dataclass
+class LatentSetup:
+    """What the single and the vector latent wrapper are both built from, for one (single)
+    observation space: where the image is, the encoder, the wrapped space.
+
+    Build it with :meth:`build`; :meth:`frames` takes the image out of an observation and
+    :meth:`wrap` puts the latent in its place.
+    """
+
+    image_key: Optional[str]
+    """Key of the image in a ``Dict`` observation, ``None`` for a ``Box``."""
+    keep_image: bool
+    history: int
+    """K, the number of latents stacked (1: no stacking)."""
+    input_size: Tuple[int, int]
+    """``(H, W)`` the frames are resized to before encoding."""
+    encoder: FrameEncoder
+    latent_space: spaces.Box
+    observation_space: spaces.Space
+    """The wrapped single observation space."""
+
+    @classmethod
+    def build(
+        cls, space: spaces.Space, model: Any, owner: str, *, image_key: Optional[str] = None, keep_image: bool = False,
+        keep_aspect: bool = True, size: SizeLike = None, history: int = 1, device: DeviceLike = None,
+        precision: str = "fp32",
+    ) -> "LatentSetup":
+        """Check ``space`` and ``model`` and set everything up (options as for
+        :class:`btnk_env.BtnkMAEObservation`)."""
+        model = check_model(model, owner)
+        image_key = find_image_key(space, image_key, owner)
+        image_space = space if image_key is None else space[image_key]
+        history = check_history(history)
+        input_size = target_size(image_space.shape[:2], model, keep_aspect, size)
+        latent = latent_space(model.latent_dim, history)
+        return cls(
+            image_key=image_key, keep_image=bool(keep_image), history=history, input_size=input_size,
+            encoder=FrameEncoder(model, input_size, device, precision), latent_space=latent,
+            observation_space=wrapped_space(space, image_key, latent, bool(keep_image)),
+        )
+
+    def frames(self, observation: Any) -> np.ndarray:
+        """The image(s) of an observation (or of a batch of them)."""
+        return observation if self.image_key is None else observation[self.image_key]
+
+    def wrap(self, observation: Any, history: np.ndarray) -> Any:
+        """The wrapped observation (or batch) from latent histories ``(..., K, D)``."""
+        latent = history[..., 0, :] if self.history == 1 else history  # (..., D) or (..., K, D)
+        return wrap_observation(observation, self.image_key, self.keep_image, latent)
+
+
+class LatentSetupViews:
+    """The :class:`LatentSetup` of a wrapper (``self.setup``), attribute by attribute: the part
+    of the public surface the single and the vector wrapper share."""
+
+    setup: LatentSetup
+
+    @property
+    def image_key(self) -> Optional[str]:
+        return self.setup.image_key
+
+    @property
+    def keep_image(self) -> bool:
+        return self.setup.keep_image
+
+    @property
+    def history(self) -> int:
+        return self.setup.history
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        return self.setup.input_size
+
+    @property
+    def encoder(self) -> FrameEncoder:
+        return self.setup.encoder
+
+    @property
+    def latent_space(self) -> spaces.Box:
+        return self.setup.latent_space
+
+    @property
+    def device(self) -> torch.device:
+        return self.setup.encoder.device

@@ -4,58 +4,25 @@ light resizing wrapper that prepares frames for an encoder inside the policy (:m
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 
-from btnk_env.wrappers.frames import (
-    LATENT_KEY,
-    DeviceLike,
-    FrameEncoder,
-    SizeLike,
-    check_model,
-    find_image_key,
-    resize_uint8,
-    target_size,
-)
-from models import BtnkMAE
+from btnk_env.wrappers.frames import DeviceLike, LatentSetup, LatentSetupViews, SizeLike, check_model, target_size
+from btnk_env.wrappers.spaces import find_image_key
+from models import BtnkMAE, resize_frames
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["BtnkMAEObservation", "ResizeForModel", "latent_space", "wrapped_space"]
+__all__ = ["BtnkMAEObservation", "ResizeForModel"]
 
 
-def latent_space(latent_dim: int, history: int = 1) -> spaces.Box:
-    """``Box(-inf, inf, (D,), float32)``, or ``(K, D)`` with a history of ``K > 1`` latents."""
-    shape = (latent_dim,) if history == 1 else (history, latent_dim)
-    return spaces.Box(-np.inf, np.inf, shape, np.float32)
-
-
-def wrapped_space(space: spaces.Space, image_key: Optional[str], latent: spaces.Box, keep_image: bool) -> spaces.Space:
-    """The observation space after replacing the image by ``latent`` (see :class:`BtnkMAEObservation`)."""
-    if image_key is None:
-        return spaces.Dict({"image": space, LATENT_KEY: latent}) if keep_image else latent
-    entries = {k: s for k, s in space.spaces.items() if keep_image or k != image_key}
-    entries[LATENT_KEY] = latent
-    return spaces.Dict(entries)
-
-
-def _check_history(history: int) -> int:
-    if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 1:
-        raise ValueError(f"history must be an int >= 1 (the number of latents stacked), got {history!r}")
-    return int(history)
-
-
-class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace an image observation by its bottleneck-MAE latent.
 
-    The frozen encoder runs in eval mode under ``torch.inference_mode()``, one frame per step.
-    ``model`` is shared, never copied: the wrapper moves it to ``device``, puts it in eval mode and
-    sets its input size (``model.set_img_size``), so several wrappers can use one model.
+    The frozen encoder runs under ``torch.inference_mode()``, one frame per step, where the model
+    is. ``model`` is shared and never changed (no size, device or mode is set on it): the encoder
+    reads the size from its input, so wrappers of different frame sizes can share one model.
 
     Observation in: ``Box(0, 255, (H, W, 3), uint8)``, or a ``Dict`` holding one at ``image_key``.
     Observation out: ``Box(-inf, inf, (D,), float32)`` (``(K, D)`` with ``history=K > 1``, the
@@ -66,7 +33,7 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
     Input size: frames are resized (bilinear with antialiasing) to ``size`` if given, else with
     ``keep_aspect=True`` (default) to the model's input height at the frames' aspect ratio (a
     512x1024 panorama on a 224 model -> 224x448, a native 14x28 patch grid), else with
-    ``keep_aspect=False`` to the model's current size (panoramas squashed to a square, as the
+    ``keep_aspect=False`` to the model's trained size (panoramas squashed to a square, as the
     original 224x224 panorama models expect).
 
     Args:
@@ -78,8 +45,8 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         keep_aspect: see "Input size" above.
         size: explicit encoder input ``(H, W)`` (or an int for a square), multiples of the patch.
         history: number K of latents stacked (1: no stacking).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, a ``torch.device``, or
-            ``None`` (where the model is).
+        device: ``None`` (default: where the model is), or the device the model must already be
+            on (``"cpu"``, ``"cuda"``, ``"auto"``, a ``torch.device``; checked, never moved to).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU); latents are
             float32 whatever the precision.
 
@@ -89,8 +56,8 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         >>> model = BtnkMAE("test", img_size=32)
         >>> env = BtnkMAEObservation(RandomFrames((32, 64, 3)), model, history=2, device="cpu")
         >>> obs, _ = env.reset(seed=0)
-        >>> obs.shape, obs.dtype, model.img_size        # 2:1 frames keep their aspect
-        ((2, 64), dtype('float32'), (32, 64))
+        >>> obs.shape, obs.dtype, env.input_size, model.img_size   # 2:1 frames keep their aspect
+        ((2, 64), dtype('float32'), (32, 64), (32, 32))
         >>> bool((obs[0] == 0).all()), env.model is model
         (True, True)
     """
@@ -105,7 +72,7 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         keep_aspect: bool = True,
         size: SizeLike = None,
         history: int = 1,
-        device: DeviceLike = "auto",
+        device: DeviceLike = None,
         precision: str = "fp32",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
@@ -114,21 +81,13 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
             _disable_deepcopy=True,  # the model is shared, never copied
         )
         gym.ObservationWrapper.__init__(self, env)
-        owner = type(self).__name__
-        self.model = check_model(model, owner)
-        self.image_key = find_image_key(env.observation_space, image_key, owner)
-        image_space = env.observation_space if self.image_key is None else env.observation_space[self.image_key]
-        self.keep_image = bool(keep_image)
-        self.history = _check_history(history)
-        self.input_size = target_size(image_space.shape[:2], model, keep_aspect, size)
-        self.encoder = FrameEncoder(model, self.input_size, device, precision)
-        self.latent_space = latent_space(model.latent_dim, self.history)
-        self.observation_space = wrapped_space(env.observation_space, self.image_key, self.latent_space, self.keep_image)
-        self._buffer = np.zeros((self.history, model.latent_dim), np.float32)
-
-    @property
-    def device(self) -> torch.device:
-        return self.encoder.device
+        self.model = check_model(model, type(self).__name__)
+        self.setup = LatentSetup.build(
+            env.observation_space, model, type(self).__name__, image_key=image_key, keep_image=keep_image,
+            keep_aspect=keep_aspect, size=size, history=history, device=device, precision=precision,
+        )
+        self.observation_space = self.setup.observation_space
+        self._buffer = np.zeros((self.history, model.latent_dim), np.float32)  # (K, D), oldest first
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> Tuple[Any, dict[str, Any]]:
         """Reset the environment and the latent history; returns the first latent observation."""
@@ -137,19 +96,10 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
 
     def observation(self, observation: Any) -> Any:
         """Encode the frame of ``observation`` (one forward) and build the wrapped observation."""
-        frame = observation if self.image_key is None else observation[self.image_key]
-        latent = self.encoder.encode(frame[None])[0]  # (D,)
-        if self.history == 1:
-            out = latent
-        else:
-            self._buffer[:-1] = self._buffer[1:]
-            self._buffer[-1] = latent
-            out = self._buffer.copy()  # (K, D), oldest first
-        if self.image_key is None:
-            return {"image": observation, LATENT_KEY: out} if self.keep_image else out
-        result = {k: v for k, v in observation.items() if self.keep_image or k != self.image_key}
-        result[LATENT_KEY] = out
-        return result
+        latent = self.encoder.encode(self.setup.frames(observation)[None])[0]  # (D,)
+        self._buffer[:-1] = self._buffer[1:]
+        self._buffer[-1] = latent
+        return self.setup.wrap(observation, self._buffer.copy())
 
 
 class ResizeForModel(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -158,8 +108,8 @@ class ResizeForModel(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     The light preprocessing for an encoder inside the policy
     (:class:`btnk_env.sb3.BtnkMAEFeaturesExtractor`): stable-baselines3 then transposes the frames
     to channel-first and scales them to ``[0, 1]``; the extractor normalizes them. The input size
-    is chosen as in :class:`BtnkMAEObservation` (``size``, else ``keep_aspect``) and the model is
-    set to it (``model.set_img_size``); the model is not otherwise touched or copied.
+    is chosen as in :class:`BtnkMAEObservation` (``size``, else ``keep_aspect``); the model is
+    only read (its patch and trained size), never changed or copied.
 
     Observation in: ``Box(0, 255, (H, W, 3), uint8)``. Out: ``Box(0, 255, (H', W', 3), uint8)``,
     resized bilinearly with antialiasing and rounded.
@@ -170,7 +120,7 @@ class ResizeForModel(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         >>> model = BtnkMAE("test", img_size=32)
         >>> env = ResizeForModel(RandomFrames((60, 80, 3)), model)
         >>> env.observation_space.shape, model.img_size
-        ((32, 48, 3), (32, 48))
+        ((32, 48, 3), (32, 32))
     """
 
     def __init__(self, env: gym.Env, model: BtnkMAE, *, keep_aspect: bool = True, size: SizeLike = None) -> None:
@@ -182,10 +132,8 @@ class ResizeForModel(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.model = check_model(model, owner)
         find_image_key(env.observation_space, None, owner)
         self.input_size = target_size(env.observation_space.shape[:2], model, keep_aspect, size)
-        model.set_img_size(self.input_size)
         self.observation_space = spaces.Box(0, 255, (*self.input_size, 3), np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8 -> ``(H', W', 3)`` uint8."""
-        frames = torch.from_numpy(np.ascontiguousarray(observation))[None]  # (1, H, W, 3)
-        return resize_uint8(frames, self.input_size)[0].numpy()
+        return resize_frames(observation, self.input_size)

@@ -9,12 +9,10 @@ from typing import Any, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from btnk_env.wrappers.frames import LATENT_KEY, DeviceLike, FrameEncoder, SizeLike, check_model, find_image_key, target_size
-from btnk_env.wrappers.observation import _check_history, latent_space, wrapped_space
+from btnk_env.wrappers.frames import DeviceLike, LatentSetup, LatentSetupViews, SizeLike, check_model
 from models import BtnkMAE
 
 logger = logging.getLogger(__name__)
@@ -22,10 +20,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["BtnkMAEVectorObservation"]
 
 
-class BtnkMAEVectorObservation(VectorWrapper):
+class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
     """Replace the image observations of a vector environment by bottleneck-MAE latents.
 
-    Same options and single observation space as :class:`btnk_env.BtnkMAEObservation`; the
+    Same options, single observation space and setup (:class:`~btnk_env.wrappers.frames.LatentSetup`)
+    as :class:`btnk_env.BtnkMAEObservation`; the
     batched space is ``(num_envs, D)`` (``(num_envs, K, D)`` with ``history=K``, or the batched
     ``Dict``). All sub-environments' frames of a step are encoded in **one** forward pass.
 
@@ -67,7 +66,7 @@ class BtnkMAEVectorObservation(VectorWrapper):
         keep_aspect: bool = True,
         size: SizeLike = None,
         history: int = 1,
-        device: DeviceLike = "auto",
+        device: DeviceLike = None,
         precision: str = "fp32",
     ) -> None:
         super().__init__(env)
@@ -75,29 +74,21 @@ class BtnkMAEVectorObservation(VectorWrapper):
         if not isinstance(env, VectorEnv):
             raise TypeError(f"{owner} wraps a gymnasium.vector.VectorEnv, got {type(env).__name__}; use BtnkMAEObservation for one env")
         self.model = check_model(model, owner)
-        single = env.single_observation_space
-        self.image_key = find_image_key(single, image_key, owner)
-        image_space = single if self.image_key is None else single[self.image_key]
-        self.keep_image = bool(keep_image)
-        self.history = _check_history(history)
-        self.input_size = target_size(image_space.shape[:2], model, keep_aspect, size)
-        self.encoder = FrameEncoder(model, self.input_size, device, precision)
+        self.setup = LatentSetup.build(
+            env.single_observation_space, model, owner, image_key=image_key, keep_image=keep_image,
+            keep_aspect=keep_aspect, size=size, history=history, device=device, precision=precision,
+        )
         self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if "autoreset_mode" not in env.metadata:
             logger.warning("%s: vector env has no metadata['autoreset_mode']; assuming NEXT_STEP", owner)
-        self.latent_space = latent_space(model.latent_dim, self.history)
-        self.single_observation_space = wrapped_space(single, self.image_key, self.latent_space, self.keep_image)
+        self.single_observation_space = self.setup.observation_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._buffer = np.zeros((self.num_envs, self.history, model.latent_dim), np.float32)  # (N, K, D)
         self._needs_reset = np.zeros(self.num_envs, bool)  # NEXT_STEP: sub-envs whose next obs starts an episode
 
-    @property
-    def device(self) -> torch.device:
-        return self.encoder.device
-
     # ------------------------------------------------------------------ helpers
     def _frames(self, obs: Any) -> np.ndarray:
-        return obs if self.image_key is None else obs[self.image_key]
+        return self.setup.frames(obs)
 
     def _push(self, latents: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Append ``latents: (M, D)`` to the histories of sub-envs ``rows``; returns ``(M, K, D)``."""
@@ -109,12 +100,7 @@ class BtnkMAEVectorObservation(VectorWrapper):
 
     def _wrap(self, obs: Any, latent: np.ndarray) -> Any:
         """Build a (batched or single) wrapped observation from ``latent: (..., K, D)``."""
-        out = latent[..., 0, :] if self.history == 1 else latent  # (..., D) or (..., K, D)
-        if self.image_key is None:
-            return {"image": obs, LATENT_KEY: out} if self.keep_image else out
-        result = {k: v for k, v in obs.items() if self.keep_image or k != self.image_key}
-        result[LATENT_KEY] = out
-        return result
+        return self.setup.wrap(obs, latent)
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: Any = None, options: Optional[dict[str, Any]] = None) -> Tuple[Any, dict[str, Any]]:
