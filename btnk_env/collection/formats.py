@@ -435,6 +435,10 @@ def iter_shard(path: str | os.PathLike, skip_data: bool = False) -> Iterator[tup
                     if len(data) != member.size:
                         raise tarfile.ReadError(f"member {member.name} truncated")
                     sample[ext] = data
+            # a tar cut at a header boundary reads as a shorter archive: a whole one ends with
+            # two zero blocks after its last member
+            if path.stat().st_size - tar.offset < 1024:
+                raise tarfile.ReadError(f"no end-of-archive marker after {tar.offset} bytes")
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DatasetFormatError(f"shard {path} is truncated or not a tar file ({err}); re-run 'btnk-env collect' "
                                  "with the same settings to rewrite it, or remove it from the index") from None
