@@ -197,3 +197,18 @@ def test_tar_shards_are_plain_webdataset(tmp_path):
     assert keys == [F.sample_key(i) for i in range(6)]
     with tarfile.open(root / F.shard_name(0)) as tar:
         assert tar.getnames()[:2] == ["000000000.json", "000000000.png"]
+
+
+def test_habitat_scenes_through_the_env_interface(monkeypatch, tmp_path):
+    from tests.test_habitat_env import _env, _fake_habitat_sim
+
+    for name, module in _fake_habitat_sim().items():  # the habitat-sim stand-in of test_habitat_env
+        monkeypatch.setitem(sys.modules, name, module)
+    env = _env()
+    root = collect_panoramas(env, tmp_path / "hab", 16, format="shards", shard_size=5, seeds=[0, 1], frames_per_scene=2,
+                             scenes=["a/apt_0.glb", "b/house_7.glb"], progress=False)
+    env.close()
+    records = [r for r, _ in _samples(root)]
+    # every seed of a scene before the next scene: segments (2 frames) go apt_0 s0, apt_0 s1, house_7 s0, ...
+    assert [(r["scene"], r["seed"]) for r in records[::2]] == [("apt_0", 0), ("apt_0", 1), ("house_7", 0), ("house_7", 1)] * 2
+    assert F.read_index(root / F.INDEX)["collection"]["scenes"] == ["a/apt_0.glb", "b/house_7.glb"]

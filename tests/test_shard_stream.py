@@ -123,9 +123,16 @@ def test_training_a_few_steps_from_shards_lowers_the_loss(tmp_path):
     result = train(golden_config(shards, tmp_path / "run", "train.epochs=5", "optim.lr=3e-3"),
                    hooks=[lambda trainer, row: rows.append(row)])
     assert result.step == 10 and all(r["images"] == 4 for r in rows)  # 8 samples / batch 4 = 2 steps per epoch
-    after = dataset_loss(BtnkMAE.from_pretrained(result.final_dir), folder)
+    model = BtnkMAE.from_pretrained(result.final_dir)
+    after = dataset_loss(model, folder)
     assert after < 0.9 * before, (before, after)
     assert rows[-1]["loss"] < rows[0]["loss"]
+    # evaluation reads a shard set in index order, every sample once, like the folder it came from
+    from training.evaluate import evaluate
+
+    on_shards = evaluate(model, build_dataset(str(shards), model.img_size, transform="resize"), batch_size=3)
+    on_folder = evaluate(model, build_dataset(str(folder), model.img_size, transform="resize"), batch_size=3)
+    assert on_shards.n_images == 8 and on_shards.psnr == pytest.approx(on_folder.psnr, abs=1e-4)
 
 
 def test_damaged_shard_sets_are_clear_errors(tmp_path):

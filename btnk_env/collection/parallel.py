@@ -157,7 +157,19 @@ def run_unit(driver: Driver, unit: Unit) -> tuple[F.ShardEntry | None, list[dict
 _WORKER: dict[str, Any] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the collector dies, so no orphan keeps writing (best effort)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(factory: Callable[[], Any], plan: Plan) -> None:
+    _die_with_parent()
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker: the workers are the parallelism
     env = factory()  # the GL/EGL context is created here, in the spawned process
     _WORKER["env"] = env
