@@ -187,6 +187,8 @@ def collect_panoramas(
             env_name = type(env.unwrapped).__name__
         else:
             env_name = _probe_env_name(factory)
+            keywords = getattr(factory, "keywords", None) or {}
+            height = int(keywords.get("height", height))  # functools.partial(PanoramaRoomsEnv, height=128)
         plan = Plan(mode, tuple(seeds), frames_per_scene, tuple(trajectory[:num_frames]) if trajectory else None,
                     tuple(str(s) for s in scenes) if scenes else None)
         settings = {"mode": mode, "seeds": seeds, "frames_per_scene": frames_per_scene, "height": height, "env": env_name}
@@ -247,7 +249,8 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
         if records:
             logger.info("resuming %s at frame %d", root, len(records))
         done = len(records)
-        units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames)) for a in range(done, num_frames, FOLDER_CHUNK)]
+        units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
+                 for a in range(done, num_frames, FOLDER_CHUNK)]
         bar = _bar(num_frames, done, progress)
         try:
             with open(root / F.MANIFEST, "a", encoding="utf-8") as manifest:
@@ -300,7 +303,7 @@ def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, hei
         write = lambda complete: F.write_index(index_path, list(entries.values()), size, settings,  # noqa: E731
                                                complete=complete, num_frames=num_frames)
         write(False)
-        units = [Unit(str(root), k * shard_size, k * shard_size + expected[k], shard=k) for k in todo]
+        units = [Unit(str(root), k * shard_size, k * shard_size + expected[k], shard=k, size=size) for k in todo]
         bar = _bar(sum(expected.values()), done, progress)
         try:
             for entry, recs in run_units(units, plan, workers, env, factory, ordered=False):

@@ -128,15 +128,25 @@ class Unit:
     start: int
     stop: int
     shard: int | None = None
+    size: tuple[int, int] | None = None
+    """``(H, W)`` every frame must have (the collection's settings say so)."""
 
 
 def run_unit(driver: Driver, unit: Unit) -> tuple[F.ShardEntry | None, list[dict]]:
     """Render and store one unit; returns its shard entry (shards) and its records."""
     root = Path(unit.root)
     records: list[dict] = []
+
+    def frame(i: int) -> tuple[np.ndarray, dict]:
+        rgb, rec = driver.frame(i)
+        if unit.size is not None and tuple(rgb.shape[:2]) != tuple(unit.size):
+            raise ValueError(f"the environment renders {rgb.shape[0]}x{rgb.shape[1]} panoramas, the collection is "
+                             f"{unit.size[0]}x{unit.size[1]}: pass the environment's height to collect_panoramas")
+        return rgb, rec
+
     if unit.shard is None:
         for i in range(unit.start, unit.stop):
-            rgb, rec = driver.frame(i)
+            rgb, rec = frame(i)
             rec = {"index": i, "file": F.frame_file(i), **{k: v for k, v in rec.items() if k != "index"}}
             F.atomic_write_bytes(root / rec["file"], F.png_bytes(rgb))
             records.append(rec)
@@ -145,7 +155,7 @@ def run_unit(driver: Driver, unit: Unit) -> tuple[F.ShardEntry | None, list[dict
 
     def samples():
         for i in range(unit.start, unit.stop):
-            rgb, rec = driver.frame(i)
+            rgb, rec = frame(i)
             records.append(rec)
             yield F.sample_key(i), rgb, rec
 
