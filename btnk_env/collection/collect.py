@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from btnk_env.collection import formats as F
-from btnk_env.collection.parallel import Plan, Unit, factory_for, run_units
+from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
@@ -211,7 +211,7 @@ def _probe_env_name(factory: Callable[[], Any]) -> str:
     """The environment class a factory makes, without building it (for the stored settings)."""
     import functools
 
-    if isinstance(factory, functools.partial) and factory.args and isinstance(factory.args[0], str):
+    if isinstance(factory, functools.partial) and factory.func is make_gym_env:
         import gymnasium as gym
 
         import btnk_env  # noqa: F401

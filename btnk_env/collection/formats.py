@@ -60,7 +60,7 @@ __all__ = [
     "CollectionLockedError", "ShardEntry", "ShardSet", "frame_file", "sample_key", "shard_name",
     "part_index_name", "read_jsonl", "read_manifest", "read_config", "write_config", "read_index",
     "write_index", "open_shard_set", "iter_shard", "png_bytes", "atomic_write_bytes", "atomic_write_json",
-    "exclusive_lock", "is_shard_spec",
+    "exclusive_lock", "is_shard_spec", "index_entries", "part_indexes", "fsync_dir",
 ]
 
 CONFIG = "dataset_config.json"
@@ -333,7 +333,8 @@ def write_index(path: str | os.PathLike, shards: list[ShardEntry], image_size: t
     })
 
 
-def _entries(value: dict, path: Path) -> list[ShardEntry]:
+def index_entries(value: dict, path: Path) -> list[ShardEntry]:
+    """The shard entries of an index dict (read from ``path``, named in errors)."""
     try:
         return [ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"])) for s in value["shards"]]
     except (KeyError, TypeError, ValueError) as err:
@@ -365,7 +366,7 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
     if p.suffix == ".json":
         value = read_index(p)
         size = value.get("image_size")
-        shard_set = ShardSet(p.parent, _entries(value, p), tuple(size) if size else None, value.get("collection"))
+        shard_set = ShardSet(p.parent, index_entries(value, p), tuple(size) if size else None, value.get("collection"))
     else:
         import braceexpand
 
@@ -376,7 +377,7 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
         settings = None
         if (root / INDEX).is_file():
             value = read_index(root / INDEX)
-            known = {e.file: e for e in _entries(value, root / INDEX)}
+            known = {e.file: e for e in index_entries(value, root / INDEX)}
             image_size = tuple(value["image_size"]) if value.get("image_size") else None
             settings = value.get("collection")
         entries, first = [], 0

@@ -214,14 +214,60 @@ def run_units(units: Sequence[Unit], plan: Plan, workers: int, env: Any = None,
     if factory is None:
         raise ValueError("workers > 1 needs a picklable environment factory or a Gymnasium id, not an environment "
                          "instance (a GL context cannot move to another process)")
+    yield from _run_pool(list(units), plan, workers, factory, ordered)
+
+
+MAX_POOL_RESTARTS = 5
+
+
+def _run_pool(units: list[Unit], plan: Plan, workers: int, factory: Callable[[], Any], ordered: bool
+              ) -> Iterator[tuple[F.ShardEntry | None, list[dict]]]:
+    """Run units in spawned worker processes; a worker that dies (a crash in a native library)
+    breaks the pool: its unfinished units run again in a new pool (their output is a function of
+    the unit only, so a retry writes the same bytes), up to :data:`MAX_POOL_RESTARTS` times."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(min(workers, len(units)), initializer=_init_worker, initargs=(factory, plan))
-    try:
-        yield from (pool.imap if ordered else pool.imap_unordered)(_worker_run, units, chunksize=1)
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+    todo = dict(enumerate(units))
+    buffered: dict[int, Any] = {}
+    next_out, restarts = 0, 0
+    while todo:
+        pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                                   initargs=(factory, plan))
+        broken = False
+        try:
+            futures = {pool.submit(_worker_run, todo[i]): i for i in sorted(todo)}
+            running = set(futures)
+            while running and not broken:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                broken = any(isinstance(f.exception(), BrokenProcessPool) for f in finished)
+                if broken:  # keep what finished before the pool broke
+                    finished |= {f for f in running if f.done()}
+                for fut in sorted(finished, key=futures.get):
+                    if fut.exception() is not None:
+                        if isinstance(fut.exception(), BrokenProcessPool):
+                            continue
+                        raise fut.exception()
+                    result = fut.result()
+                    i = futures[fut]
+                    del todo[i]
+                    if not ordered:
+                        yield result
+                        continue
+                    buffered[i] = result
+                    while next_out in buffered:
+                        yield buffered.pop(next_out)
+                        next_out += 1
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if broken:
+            restarts += 1
+            if restarts > MAX_POOL_RESTARTS:
+                raise RuntimeError(f"collection worker processes died {restarts} times; what was stored is kept "
+                                   "(re-run the same command to resume); see the log above for the crash")
+            logger.warning("a collection worker died (see its message above); running its %d unfinished units again "
+                           "in new workers (restart %d of at most %d)", len(todo), restarts, MAX_POOL_RESTARTS)
 
 
 def factory_for(env_id: str, height: int, env_kwargs: dict | None) -> Callable[[], Any]:

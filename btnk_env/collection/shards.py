@@ -31,7 +31,6 @@ API for other modules (the panorama collector, an episode recorder)::
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -137,7 +136,7 @@ def load_index_entries(index_path: Path, settings: dict | None, image_size: Sequ
         raise ValueError(f"{index_path} holds {value['image_size'][0]}x{value['image_size'][1]} images, "
                          f"not {image_size[0]}x{image_size[1]}; use another folder")
     kept = []
-    for e in F._entries(value, index_path):
+    for e in F.index_entries(value, index_path):
         f = index_path.parent / e.file
         if f.is_file() and f.stat().st_size == e.bytes:
             kept.append(e)
@@ -304,7 +303,7 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
             settings, image_size = part_settings, value.get("image_size")
         elif part_settings != settings or value.get("image_size") != image_size:
             raise ValueError(f"{path} was collected with other settings or image size than part 0")
-        for e in F._entries(value, path):
+        for e in F.index_entries(value, path):
             rel = os.path.relpath(path.parent / e.file, out)
             entries.append(F.ShardEntry(rel, e.first, e.count, e.bytes))
     entries.sort(key=lambda e: e.first)
