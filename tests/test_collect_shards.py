@@ -160,13 +160,16 @@ def test_collection_split_over_machines_then_merged_equals_one_machine(tmp_path,
     assert [r for r, _ in _samples(shared)] == [r for r, _ in _samples(whole)]
 
 
-def test_bad_input_is_a_clear_error_and_loses_nothing(tmp_path):
+def test_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
     root = collect_panoramas(ENV_ID, tmp_path / "s", 12, format="shards", shard_size=4, **SMALL)
     before = {p.name: p.read_bytes() for p in root.iterdir()}
     # two collectors on one output
     with F.exclusive_lock(root, f".{F.INDEX}.lock"):
         with pytest.raises(F.CollectionLockedError, match="another process is writing"):
             collect_panoramas(ENV_ID, root, 16, format="shards", shard_size=4, **SMALL)
+        assert cli_main(["collect", "--out", str(root), "--format", "shards", "--shard-size", "4", "--num-frames", "16",
+                         "--seeds", "0-5", "--frames-per-scene", "3", "--height", "16", "--no-progress"]) == 2
+        assert capsys.readouterr().err.startswith("btnk-env collect: another process is writing to")
     # other settings on the same output
     with pytest.raises(ValueError, match="different settings"):
         collect_panoramas(ENV_ID, root, 16, format="shards", shard_size=5, **SMALL)

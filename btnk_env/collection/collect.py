@@ -346,7 +346,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``btnk-env collect``; returns the exit status."""
+    """Run ``btnk-env collect``; returns the exit status (2 and one line naming the problem on bad input)."""
+    import sys
+
+    try:
+        return _run(args)
+    except (ValueError, F.CollectionLockedError) as err:  # DatasetFormatError is a ValueError
+        print(f"btnk-env collect: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.merge_index:
         from btnk_env.collection.shards import merge_indexes
 
