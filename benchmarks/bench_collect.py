@@ -30,11 +30,12 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def bench_collect(frames: int = 1200, height: int = 128, workers=(1, 2), rounds: int = 2, shard_size: int = 100) -> dict:
+def bench_collect(frames: int = 1200, height: int = 128, workers=(1, 2), rounds: int = 2, shard_size: int = 50) -> dict:
     """Frames/s per worker count (best and all rounds) and bytes per frame of both formats.
 
     Returns:
         ``{"frames", "size", "cpu_count", "workers": {N: {"fps_best", "fps_rounds", "s_rounds",
+        "steady_fps_rounds" (frames/s between the first and the last shard commit: without start-up),
         "cpu_ms_per_frame" (CPU time of this process and the workers per frame), "load_before"
         (1-minute load average before the round: other processes sharing the cores)}},
         "speedup" (best N=max vs best N=1), "bytes_per_frame": {"folder", "shards"}, "files": {...}}``.
@@ -50,10 +51,16 @@ def bench_collect(frames: int = 1200, height: int = 128, workers=(1, 2), rounds:
             for n in workers:
                 target = tmp / f"w{n}_r{r}"
                 load = os.getloadavg()[0]
+                stamps: list = []
                 start, cpu = time.perf_counter(), _cpu_s()
-                collect_panoramas(ENV_ID, target, frames, format="shards", shard_size=shard_size, workers=n, **common)
+                collect_panoramas(ENV_ID, target, frames, format="shards", shard_size=shard_size, workers=n,
+                                  callback=lambda i, rec: stamps.append(time.perf_counter()), **common)
                 elapsed, cpu = time.perf_counter() - start, _cpu_s() - cpu
-                row = out["workers"].setdefault(n, {"fps_rounds": [], "s_rounds": [], "cpu_ms_per_frame": [], "load_before": []})
+                first = shard_size  # frames stored by the first shard commit
+                steady = (frames - first) / max(stamps[-1] - stamps[0], 1e-9)
+                row = out["workers"].setdefault(n, {"fps_rounds": [], "s_rounds": [], "steady_fps_rounds": [],
+                                                    "cpu_ms_per_frame": [], "load_before": []})
+                row["steady_fps_rounds"].append(round(steady, 1))
                 row["fps_rounds"].append(round(frames / elapsed, 1))
                 row["s_rounds"].append(round(elapsed, 2))
                 row["cpu_ms_per_frame"].append(round(1000 * cpu / frames, 2))
@@ -85,6 +92,7 @@ def main() -> None:
     print(f"cpu cores: {r['cpu_count']}, {r['frames']} frames at {r['size']}, LP_NUM_THREADS={r['LP_NUM_THREADS']}")
     for n, row in r["workers"].items():
         print(f"{n} worker(s): best {row['fps_best']:7.1f} frames/s (rounds: {row['fps_rounds']} frames/s, {row['s_rounds']} s, "
+              f"after start-up {row['steady_fps_rounds']} frames/s, "
               f"CPU {row['cpu_ms_per_frame']} ms/frame, load average before {row['load_before']})")
     if "speedup" in r:
         print(f"speedup {max(args.workers)} vs {min(args.workers)} workers: {r['speedup']}x")
