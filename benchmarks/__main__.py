@@ -6,7 +6,8 @@ for ``base`` and ``large`` at 224x224, 256x512 and 512x1024 panoramas and the sm
 exact fast paths against the plain computation; fp32 encode timed in alternation with the matmul
 peak, and where its time goes (linear layers, attention, the rest); reduced precision (speed and error against fp32
 on the real images of ``shared/images``); optionally ``torch.compile``; the wrapper and
-vector-wrapper overheads; decoded video frames/s; environment frames/s; training steps/s. All
+vector-wrapper overheads; decoded video frames/s; environment frames/s; collection frames/s with 1
+and 2 worker processes and bytes per frame (PNG folder vs shards); training steps/s. All
 figures go to a JSON file so runs can be compared. Not a test: nothing here asserts a speed.
 """
 
@@ -150,6 +151,14 @@ def run_suite(args: argparse.Namespace) -> dict:
         results["env"] = env
         print(json.dumps(env, indent=1))
 
+    if not args.skip_collect:
+        from benchmarks.bench_collect import bench_collect
+
+        _section("panorama collection (1 and 2 workers, 128x256, shards; bytes per frame)")
+        collect = bench_collect(frames=300 if args.quick else 1200, rounds=1 if args.quick else 2)
+        results["collect"] = collect
+        print(json.dumps(collect, indent=1))
+
     if not args.skip_train:
         from benchmarks.bench_train import bench_in_subprocess
 
@@ -265,7 +274,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per figure (best is kept)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile modes (minutes of compiling)")
-    for part in ("wrappers", "video", "env", "train"):
+    for part in ("wrappers", "video", "env", "collect", "train"):
         parser.add_argument(f"--skip-{part}", action="store_true", help=f"skip the {part} benchmarks")
     parser.add_argument("--json", type=Path, help="where to write the figures (default: benchmarks/results/<time>.json)")
     args = parser.parse_args()

@@ -421,18 +421,18 @@ def test_collect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     _one_line_status_2(base + ["--out", str(tmp_path / "file")], capsys, "file")
 
-    import btnk_env.collection.collect as collect
+    import btnk_env.collection.formats as formats  # the one writer collection uses (workers=1 runs in-process)
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(collect, "_atomic_write_bytes", full)
+    monkeypatch.setattr(formats, "atomic_write_bytes", full)
     _one_line_status_2(base + ["--out", str(tmp_path / "d2")], capsys, "no space left", "Free some space")
 
     def denied(path, data):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(collect, "_atomic_write_bytes", denied)
+    monkeypatch.setattr(formats, "atomic_write_bytes", denied)
     _one_line_status_2(base + ["--out", str(tmp_path / "d3")], capsys, "permission denied")
 
 

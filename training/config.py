@@ -31,7 +31,7 @@ from models.errors import BtnkEnvError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
-DATA_KINDS = ("auto", "folder", "panorama", "hf")
+DATA_KINDS = ("auto", "folder", "panorama", "shards", "hf")
 
 
 class ConfigError(BtnkEnvError):
@@ -93,9 +93,12 @@ class DataConfig:
     path: str = "???"
     """An image folder (searched recursively for PNG/JPEG), a panorama dataset folder (written by
     ``btnk-env collect`` or the original's ``dataset_config.json`` folders), an ``ImageFolder``
-    layout (Tiny ImageNet: its ``train/`` is used), or ``hf:<name>`` (Hugging Face ``datasets``)."""
+    layout (Tiny ImageNet: its ``train/`` is used), a shard set (a folder with ``index.json``, or a
+    brace pattern ``data/rooms/shard-{000000..000099}.tar``; streamed, see ``training/shard_stream.py``),
+    or ``hf:<name>`` (Hugging Face ``datasets``)."""
     kind: str = "auto"
-    """``auto`` (panorama if the folder has ``dataset_config.json`` saying so), ``folder``, ``panorama``, ``hf``."""
+    """``auto`` (shards if the path names a shard set, panorama if the folder has ``dataset_config.json``
+    saying so), ``folder``, ``panorama``, ``shards``, ``hf``."""
     split: str = "train"
     """Split of a Hugging Face dataset, or sub-folder of an ``ImageFolder`` root if it exists."""
     transform: str = "auto"

@@ -1,4 +1,4 @@
-"""Training images: folders, panorama datasets, ``ImageFolder`` layouts, Hugging Face datasets.
+"""Training images: folders, panorama datasets, shard sets, ``ImageFolder`` layouts, Hugging Face datasets.
 
 Every dataset yields ``(image, key)`` for an index ``(i, aug_seed)`` from
 :class:`training.sampler.EpochBatchSampler`: ``image`` is ``(3, H, W)`` float32,
@@ -6,7 +6,8 @@ ImageNet-normalized, or ``None`` when the file cannot be decoded (the original r
 an image by a neighbour or, in other code paths, a black image; here it is dropped from the
 batch by :func:`collate_skip` and counted). Augmentation draws from a generator seeded by
 ``aug_seed``, so the data a step sees depends only on ``(seed, epoch, position)``: the same
-in one process or many, and after a resume.
+in one process or many, and after a resume. A shard set (``index.json`` + tar shards, see
+:mod:`btnk_env.collection.formats`) is streamed by :class:`training.shard_stream.ShardStream`.
 
 Example:
     >>> import tempfile, numpy as np
@@ -21,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from btnk_env.collection import formats
 from models.errors import BtnkEnvError
 from models.image import normalize
 from models.image_file import read_image
@@ -39,8 +40,8 @@ from models.image_file import read_image
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-PANORAMA_CONFIG = "dataset_config.json"
-MANIFEST = "manifest.jsonl"
+PANORAMA_CONFIG = formats.CONFIG
+MANIFEST = formats.MANIFEST
 
 
 class DatasetError(BtnkEnvError):
@@ -189,41 +190,35 @@ def find_images(root: Path) -> List[Path]:
 
 def read_panorama_config(root: Path) -> Optional[dict]:
     """``dataset_config.json`` of a folder, or ``None`` if absent. Raises on invalid JSON."""
-    path = root / PANORAMA_CONFIG
-    if not path.is_file():
-        return None
     try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise DatasetError(f"{path} must hold a JSON object")
-    return value
+        return formats.read_config(root)
+    except formats.DatasetFormatError as err:
+        raise DatasetError(str(err)) from None
 
 
 def panorama_files(root: Path) -> List[Path]:
-    """Frames of a panorama dataset: ``manifest.jsonl`` order if present (a ``file`` per line,
-    relative to the folder or to ``images/``), else every image under the folder."""
-    manifest = root / MANIFEST
-    if not manifest.is_file():
+    """Frames of a panorama dataset: ``manifest.jsonl`` order if present (a ``file`` per record,
+    relative to the folder or to ``images/``; the manifest rules of :mod:`btnk_env.collection.formats`),
+    else every image under the folder.
+
+    Raises:
+        DatasetError: a damaged manifest line (not the last) or a record whose file is missing.
+    """
+    try:
+        records = formats.read_manifest(root)
+    except formats.DatasetFormatError as err:
+        raise DatasetError(str(err)) from None
+    if not records and not (root / MANIFEST).is_file():
         return find_images(root)
     files = []
-    for n, line in enumerate(manifest.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rel = json.loads(line)["file"]
-            if not isinstance(rel, str):
-                raise TypeError("'file' is not a string")
-        except (json.JSONDecodeError, KeyError, TypeError):
-            logger.warning("%s line %d is not a JSON object with a 'file' (cut short by a crash?): skipped", manifest, n)
-            continue
-        for candidate in (root / rel, root / "images" / rel):
+    for n, rec in enumerate(records, 1):
+        for candidate in (root / rec["file"], root / formats.IMAGES_DIR / rec["file"]):
             if candidate.is_file():
                 files.append(candidate)
                 break
         else:
-            logger.warning("%s line %d: %s not found: skipped", manifest, n, rel)
+            raise DatasetError(f"{root / MANIFEST} record {n} names {rec['file']}, which does not exist; re-run "
+                               "'btnk-env collect' on the folder with the same settings (it re-renders missing frames)")
     return files
 
 
@@ -241,10 +236,14 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
     if kind == "hf" or path.startswith("hf:"):
         return HFImageDataset(path[3:] if path.startswith("hf:") else path, split,
                               make("random_resized_crop" if transform == "auto" else transform))
+    if kind == "shards" or (kind == "auto" and formats.is_shard_spec(path)):
+        from training.shard_stream import open_shard_stream
+
+        return open_shard_stream(path, make("resize" if transform == "auto" else transform), max_images)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root} (data.path); give an image folder, a panorama "
-                           f"dataset written by 'btnk-env collect', or hf:<name>")
+                           f"dataset or shard set written by 'btnk-env collect', or hf:<name>")
     pano_cfg = read_panorama_config(root)
     is_pano = kind == "panorama" or (kind == "auto" and pano_cfg is not None and pano_cfg.get("dataset_type") == "panorama")
     if is_pano:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from models.image import denormalize
 from training.datasets import DatasetError, build_dataset, collate_skip
 from training.metrics import psnr, ssim
+from training.shard_stream import ShardStream
 
 
 @dataclass
@@ -48,8 +49,11 @@ class EvalResult:
 def evaluate(model: Any, dataset: Dataset, batch_size: int = 8, progress: bool = False) -> EvalResult:
     """Reconstruct every image of ``dataset`` (``(3, H, W)`` normalized items) through the latent."""
     model.eval()
-    batches = [[(i, 0) for i in range(s, min(s + batch_size, len(dataset)))] for s in range(0, len(dataset), batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=lambda items: (collate_skip(items), [k for _, k in items]))
+    if isinstance(dataset, ShardStream):  # a shard set: read in index order, shard by shard
+        loader: Any = dataset.ordered_batches(batch_size)
+    else:
+        batches = [[(i, 0) for i in range(s, min(s + batch_size, len(dataset)))] for s in range(0, len(dataset), batch_size)]
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=lambda items: (collate_skip(items), [k for _, k in items]))
     if progress:
         from tqdm.auto import tqdm
 
@@ -74,7 +78,7 @@ def evaluate(model: Any, dataset: Dataset, batch_size: int = 8, progress: bool =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``btnk-env eval``."""
     parser.add_argument("--checkpoint", required=True, help="save_pretrained folder, training or original .pth, or release name")
-    parser.add_argument("--data", required=True, help="held-out image folder (or panorama dataset, or hf:<name>)")
+    parser.add_argument("--data", required=True, help="held-out image folder (or panorama dataset, shard set, or hf:<name>)")
     parser.add_argument("--split", default="val", help="split for hf: datasets / ImageFolder roots (default val)")
     parser.add_argument("--img-size", type=int, nargs="+", metavar="S", help="run at H W (or S) instead of the model's size")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -47,6 +47,7 @@ from models.files import atomic_write_text
 from training.run_folder import RunFolder, RunFolderError
 from training.run_log import MetricsWriter, save_png, snapshot_grid
 from training.sampler import EpochBatchSampler
+from training.shard_stream import ShardStream
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,11 @@ class Trainer:
                                            betas=tuple(o.betas))
         self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
         self.dataset = dataset_from_config(cfg.data, self.model.img_size)
-        self.sampler = EpochBatchSampler(len(self.dataset), t.batch_size, self.ctx.world_size, self.ctx.rank, t.seed)
+        if isinstance(self.dataset, ShardStream):  # streamed: the stream is its own sampler
+            self.dataset.configure(t.batch_size, self.ctx.world_size, self.ctx.rank, t.seed, cfg.data.num_workers)
+            self.sampler: Any = self.dataset
+        else:
+            self.sampler = EpochBatchSampler(len(self.dataset), t.batch_size, self.ctx.world_size, self.ctx.rank, t.seed)
         self.updates_per_epoch = self.sampler.batches_per_epoch // t.accum_iter
         if self.updates_per_epoch == 0:
             raise DatasetError(
@@ -375,9 +380,12 @@ class Trainer:
         while self.step < self.stop_step:
             epoch = self.step // self.updates_per_epoch
             self.sampler.set_epoch(epoch, (self.step % self.updates_per_epoch) * t.accum_iter)
-            loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
-                                collate_fn=collate_skip, pin_memory=self.device.type == "cuda",
-                                generator=torch.Generator().manual_seed(t.seed + epoch))
+            if isinstance(self.dataset, ShardStream):
+                loader = self.dataset.loader(pin_memory=self.device.type == "cuda")
+            else:
+                loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
+                                    collate_fn=collate_skip, pin_memory=self.device.type == "cuda",
+                                    generator=torch.Generator().manual_seed(t.seed + epoch))
             micro, sums = 0, torch.zeros(6, dtype=torch.float64)
             started = time.perf_counter()
             for images, skipped in loader:

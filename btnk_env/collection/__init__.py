@@ -1,4 +1,11 @@
-"""Panorama collection: walk a panorama world and write a dataset (``btnk-env collect``)."""
+"""Panorama collection: walk a panorama world and write a dataset (``btnk-env collect``).
+
+- :mod:`~btnk_env.collection.formats`: the on-disk formats (names, records, the readers)
+- :mod:`~btnk_env.collection.collect`: :func:`collect_panoramas` and the command line
+- :mod:`~btnk_env.collection.parallel`: frame plan and worker processes
+- :mod:`~btnk_env.collection.shards`: :class:`ShardWriter` and index merging
+- :mod:`~btnk_env.collection.convert`: PNG folder <-> shard set
+"""
 
 from btnk_env.collection.collect import collect_panoramas, load_manifest, parse_seeds
 

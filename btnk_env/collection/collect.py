@@ -1,147 +1,79 @@
 """Panorama collection: walk a panorama environment and write a finetuning dataset.
 
-Output folder::
+Two output formats (both described in :mod:`btnk_env.collection.formats`): a PNG folder
+(``dataset_config.json`` + ``manifest.jsonl`` + ``images/*.png``, what the original btnk_mae
+loader reads) for small sets, and a webdataset shard set (``index.json`` + ``shard-*.tar``) for
+large ones. ``--workers N`` renders in N spawned processes; ``--shard-index i --num-shards n`` (or
+torchrun's / a scheduler's ``RANK`` and ``WORLD_SIZE``) makes this machine collect the shards
+``k`` with ``k % n == i`` into a part index, merged by ``--merge-index``. Frame ``i`` is a function
+of the settings and ``i`` only (:mod:`btnk_env.collection.parallel`): the files written are the same
+for any number of workers, machines or interruptions.
 
-    out_dir/
-      dataset_config.json   {"dataset_type": "panorama", ...}  (read by the original btnk_mae loader)
-      manifest.jsonl        one JSON line per frame: index, file, scene, seed, position, heading, mode
-      images/000000.png ... (H, 2H) RGB equirectangular panoramas
+Collection resumes: a second call with the same settings keeps every complete frame or shard and
+writes the rest. A PNG is renamed into place before its manifest line is appended and fsynced; a
+shard is renamed into place before the index that lists it is rewritten (atomically). A second
+collector on the same output is refused (``fcntl.flock``).
 
-Collection resumes: a second call with the same settings keeps every complete frame (its PNG
-exists and its manifest line is whole), drops the rest and continues numbering. The pose of frame
-``i`` is a function of ``(seed, i)`` only, so an interrupted-then-resumed collection writes exactly
-the frames an uninterrupted one would. PNGs are written to a temporary file and renamed; the
-manifest line is appended (and fsynced) only after its PNG is in place.
+Command line::
 
-Command line: ``btnk-env collect --out data/rooms --num-frames 500 --mode poses --seeds 0-99``.
+    btnk-env collect --out data/rooms --num-frames 500 --mode poses --seeds 0-99
+    btnk-env collect --out data/rooms100k --format shards --num-frames 100000 --workers 8 --seeds 0-9999
+    btnk-env collect --convert data/rooms --out data/rooms_shards        # folder <-> shards
+    btnk-env collect --merge-index data/rooms100k                        # after a multi-machine collection
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-
+from btnk_env.collection import formats as F
+from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
-from models.files import atomic_write_bytes as _atomic_write_bytes  # temporaries: .NAME.<hex>.btnk-tmp, never *.png
+from models.files import clean_stale_temps
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
 
 MODES = ("poses", "walk", "trajectory")
-MANIFEST = "manifest.jsonl"
-CONFIG = "dataset_config.json"
-_RECORD_KEYS = ("index", "file", "scene", "seed", "position", "heading", "mode")
-WALK_ACTION_PROBS = (0.6, 0.2, 0.2)  # move_forward, turn_left, turn_right
-
-
-def _valid_record(rec: Any, index: int, root: Path) -> bool:
-    return (isinstance(rec, dict) and all(k in rec for k in _RECORD_KEYS) and rec["index"] == index
-            and isinstance(rec["file"], str) and (root / rec["file"]).is_file())
+FORMATS = ("folder", "shards")
+FOLDER_CHUNK = 64  # frames per unit of work in the PNG folder format
+CONFIG_REFRESH = 1024  # frames between rewrites of dataset_config.json while collecting
 
 
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
-    """The complete frames of a dataset folder, in order.
-
-    A frame counts if its manifest line is whole JSON with every key, its index follows the
-    previous one, and its PNG exists; reading stops at the first frame that does not.
+    """The complete frames of a PNG folder, in order: the manifest's records (torn last line
+    dropped; a damaged line before it is a :class:`~btnk_env.collection.formats.DatasetFormatError`)
+    up to the first one without every collection key or whose PNG is missing.
 
     Returns:
         list of records ``{"index", "file" (relative to out_dir), "scene", "seed",
-        "position" [x, y, z] metres, "heading" radians, "mode"}``.
+        "position" [x, y, z] metres, "heading" radians, "mode"}`` (plus ``episode``, ``step``).
     """
     root = Path(out_dir)
-    path = root / MANIFEST
-    records: list[dict] = []
-    if not path.exists():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if not line.endswith("\n") or not _valid_record(rec, len(records), root):
-                break
-            records.append(rec)
+    records = []
+    for rec in F.read_manifest(root):
+        if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file():
+            break
+        records.append(rec)
     return records
 
 
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _write_config(root: Path, height: int, num_images: int, settings: dict) -> None:
-    config = {
-        "dataset_type": "panorama",
-        "image_format": "png",
-        "image_size": [height, 2 * height],
-        "projection": "equirectangular",
-        "num_images": num_images,
-        "images_dir": "images",
-        "manifest": MANIFEST,
-        "collection": settings,
-    }
-    _atomic_write_bytes(root / CONFIG, (json.dumps(config, indent=2) + "\n").encode())
-
-
-class _Driver:
-    """Puts the environment at the pose of frame ``i`` for each mode."""
-
-    def __init__(self, env, mode, seeds, frames_per_scene, trajectory):
-        self.env, self.mode, self.fps = env, mode, frames_per_scene
-        self.seeds = seeds if isinstance(seeds, SeedRanges) else list(seeds)  # ranges stay compact
-        self.trajectory = trajectory
-        self._scene_seed: int | None = None
-        self._walk: tuple[int, int, np.random.Generator] | None = None  # (segment start, last frame, rng)
-
-    def _load(self, seed: int) -> None:
-        if seed != self._scene_seed:
-            self.env.reset(seed=seed)
-            self._scene_seed = seed
-
-    def frame(self, i: int) -> tuple[Any, int]:
-        """Observation and seed of frame ``i``."""
-        if self.mode == "trajectory":
-            step = self.trajectory[i]
-            seed = int(step.get("seed", self.seeds[0]))
-            self._load(seed)
-            return self.env.set_pose(step["position"], float(step["heading"])), seed
-        start = (i // self.fps) * self.fps
-        seed = self.seeds[(i // self.fps) % len(self.seeds)]
-        self._load(seed)
-        if self.mode == "poses":
-            position, heading = self.env.sample_navigable_pose(np.random.default_rng([seed, i]))
-            return self.env.set_pose(position, heading), seed
-        # walk: each segment of frames_per_scene frames starts at a random pose and takes random
-        # actions; resuming mid-segment replays the segment from its start
-        if self._walk is None or self._walk[0] != start or self._walk[1] != i - 1:
-            rng = np.random.default_rng([seed, start])
-            position, heading = self.env.sample_navigable_pose(rng)
-            obs = self.env.set_pose(position, heading)
-            self._walk = (start, start, rng)
-            for _ in range(start + 1, i + 1):
-                obs = self._walk_step()
-            return obs, seed
-        return self._walk_step(), seed
-
-    def _walk_step(self):
-        start, last, rng = self._walk
-        obs = self.env.step(int(rng.choice(3, p=WALK_ACTION_PROBS)))[0]
-        self._walk = (start, last + 1, rng)
-        return obs
+def _resolve_parts(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
+    """``(i, n)`` from the arguments, else from ``RANK``/``WORLD_SIZE``, else ``(0, 1)``."""
+    if num_shards is None:
+        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+        if shard_index is None:
+            shard_index = int(os.environ.get("RANK", "0"))
+    shard_index = 0 if shard_index is None else shard_index
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"need 0 <= shard_index < num_shards, got shard_index={shard_index}, num_shards={num_shards}")
+    return shard_index, num_shards
 
 
 def collect_panoramas(
@@ -156,32 +88,49 @@ def collect_panoramas(
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     env_kwargs: dict | None = None,
+    *,
+    format: str = "folder",
+    shard_size: int = 1000,
+    workers: int = 1,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    scenes: Sequence[str] | None = None,
 ) -> Path:
     """Collect ``num_frames`` panoramas into ``out_dir`` (resuming what is already there).
 
     Args:
         env_or_id: a panorama environment (``PanoramaRoomsEnv``, ``HabitatPanoramaEnv`` or a
-            wrapper of one) or a Gymnasium id such as ``"btnk_env/PanoramaRooms-v0"``, made
-            with ``height`` and ``env_kwargs`` (and closed at the end).
+            wrapper of one), a Gymnasium id such as ``"btnk_env/PanoramaRooms-v0"`` (made with
+            ``height`` and ``env_kwargs``), or a picklable zero-argument factory of an environment
+            (``functools.partial(HabitatPanoramaEnv, scene=..., height=512)``). ``workers > 1``
+            needs an id or a factory: each worker builds its own environment.
         out_dir: dataset folder, created if needed.
-        num_frames: total frames wanted in the folder (default: the trajectory's length).
+        num_frames: total frames wanted in the collection (default: the trajectory's length).
         mode: ``"poses"`` (random navigable poses), ``"walk"`` (random walks of
             ``frames_per_scene`` frames) or ``"trajectory"`` (the given poses).
-        seeds: scene seeds (or ``"0-99"``, :func:`btnk_env.collection.seeds.parse_seeds`), used in
-            turn, ``frames_per_scene`` frames each; the built-in world makes apartment ``s`` from
-            ``reset(seed=s)``.
+        seeds: scene seeds (or ``"0-99"``), used in turn, ``frames_per_scene`` frames each; the
+            built-in world makes apartment ``s`` from ``reset(seed=s)``.
         trajectory: for ``mode="trajectory"``: dicts with ``position`` ((x, z) or (x, y, z)),
-            ``heading`` (radians) and optionally ``seed``.
+            ``heading`` (radians) and optionally ``seed`` and ``scene``.
         height: panorama height when ``env_or_id`` is an id.
         frames_per_scene: frames taken in one scene before moving to the next seed.
         progress: show a tqdm progress bar.
-        callback: called as ``callback(index, record)`` after each frame is stored.
+        callback: called as ``callback(index, record)`` after each frame is stored (shards: after
+            its shard is).
+        format: ``"folder"`` (PNG files) or ``"shards"`` (webdataset tar shards).
+        shard_size: frames per shard; shard ``k`` holds frames ``k*shard_size ..``.
+        workers: rendering processes on this machine.
+        shard_index, num_shards: collect only the shards ``k % num_shards == shard_index`` (default:
+            ``RANK`` / ``WORLD_SIZE`` from the environment, else everything).
+        scenes: scenes to visit (passed as ``reset(options={"scene": ...})``: Habitat scene files).
 
     Returns:
         the dataset folder.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if mode == "trajectory":
         if not trajectory:
             raise ValueError("mode='trajectory' needs a non-empty trajectory")
@@ -192,98 +141,215 @@ def collect_panoramas(
         raise ValueError(f"num_frames must be a non-negative integer, got {num_frames}")
     if frames_per_scene < 1:
         raise ValueError(f"frames_per_scene must be >= 1, got {frames_per_scene}")
-    seeds = parse_seeds(seeds) if isinstance(seeds, (str, SeedRanges)) else [int(s) for s in seeds]
+    if shard_size < 1 or workers < 1:
+        raise ValueError(f"shard_size and workers must be >= 1, got {shard_size}, {workers}")
+    seeds = parse_seeds(seeds) if isinstance(seeds, (str, SeedRanges)) else [int(s) for s in seeds]  # ranges stay compact
     if not seeds:
         raise ValueError("seeds must not be empty")
+    part, parts = _resolve_parts(shard_index, num_shards)
+    if parts > 1 and format != "shards":
+        raise ValueError("splitting a collection over machines (num_shards > 1) needs format='shards'")
 
-    owns_env = isinstance(env_or_id, str)
-    if owns_env:
+    env, factory = None, None
+    if isinstance(env_or_id, str):
+        factory = factory_for(env_or_id, height, env_kwargs)
+    elif callable(env_or_id) and not hasattr(env_or_id, "reset"):
+        factory = env_or_id
+    else:
+        env = env_or_id
+    if env is None and (workers == 1 or format == "folder" and num_frames <= FOLDER_CHUNK):
+        env = factory()  # one process: build it here (and close it at the end)
+        owns_env = True
+    else:
+        owns_env = False
+    try:
+        if env is not None:
+            space = env.unwrapped.observation_space
+            height = int(space["rgb"].shape[0] if hasattr(space, "spaces") else space.shape[0])
+            env_name = type(env.unwrapped).__name__
+        else:
+            env_name = _probe_env_name(factory)
+            keywords = getattr(factory, "keywords", None) or {}
+            height = int(keywords.get("height", height))  # functools.partial(PanoramaRoomsEnv, height=128)
+        plan = Plan(mode, seeds if isinstance(seeds, SeedRanges) else tuple(seeds), frames_per_scene, tuple(trajectory[:num_frames]) if trajectory else None,
+                    tuple(str(s) for s in scenes) if scenes else None)
+        settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds, "frames_per_scene": frames_per_scene, "height": height, "env": env_name}
+        if mode == "trajectory":
+            settings["trajectory_length"] = len(trajectory)
+        if scenes:
+            settings["scenes"] = list(plan.scenes)
+        root = Path(out_dir)
+        if format == "folder":
+            return _collect_folder(root, plan, settings, num_frames, height, workers, env, factory, progress, callback)
+        settings.update(format="shards", shard_size=shard_size, num_shards=parts)
+        return _collect_shards(root, plan, settings, num_frames, height, shard_size, part, parts, workers, env, factory,
+                               progress, callback)
+    finally:
+        if owns_env:
+            env.close()
+
+
+def _probe_env_name(factory: Callable[[], Any]) -> str:
+    """The environment class a factory makes, without building it (for the stored settings)."""
+    import functools
+
+    if isinstance(factory, functools.partial) and factory.func is make_gym_env:
         import gymnasium as gym
 
-        import btnk_env  # noqa: F401  (registers the built-in environments)
+        import btnk_env  # noqa: F401
 
-        env_or_id = gym.make(env_or_id, height=height, **(env_kwargs or {}))
-    env = env_or_id.unwrapped
-    root = Path(out_dir)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    height = int(env.observation_space["rgb"].shape[0] if hasattr(env.observation_space, "spaces")
-                 else env.observation_space.shape[0])
-    settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds,
-                "frames_per_scene": frames_per_scene, "height": height, "env": type(env).__name__}
-    if mode == "trajectory":
-        settings["trajectory_length"] = len(trajectory)
-    config_path = root / CONFIG
-    if config_path.exists():
-        old = json.loads(config_path.read_text()).get("collection")
-        if old is not None and old != settings:
-            raise ValueError(f"{root} was collected with different settings {old}; now {settings}. "
-                             "Use another folder or the same settings to resume.")
-    records = load_manifest(root)
-    _rewrite_manifest(root, records)
-    for stale in (root / "images").glob(".*tmp"):
-        stale.unlink()
-    _write_config(root, height, len(records), settings)
-    if records:
-        logger.info("resuming %s at frame %d", root, len(records))
+        entry = gym.spec(factory.args[0]).entry_point
+        return str(entry).rsplit(":", 1)[-1] if isinstance(entry, str) else getattr(entry, "__name__", str(entry))
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    return getattr(target, "__name__", type(target).__name__)
 
+
+def _bar(total: int, initial: int, progress: bool):
     from tqdm.auto import tqdm
 
-    driver = _Driver(env, mode, seeds, frames_per_scene, trajectory)
-    bar = tqdm(total=num_frames, initial=min(len(records), num_frames), disable=not progress,
-               desc="panoramas", unit="frame")
-    try:
-        with open(root / MANIFEST, "a", encoding="utf-8") as manifest:
-            for i in range(len(records), num_frames):
-                obs, seed = driver.frame(i)
-                rgb = obs["rgb"] if isinstance(obs, dict) else obs
-                name = f"images/{i:06d}.png"
-                _atomic_write_bytes(root / name, _png_bytes(np.asarray(rgb, dtype=np.uint8)))
-                position, heading = env.get_pose()
-                rec = {"index": i, "file": name, "scene": env.scene_id, "seed": seed,
-                       "position": [float(v) for v in position], "heading": float(heading), "mode": mode}
-                manifest.write(json.dumps(rec) + "\n")
-                manifest.flush()
-                os.fsync(manifest.fileno())
-                bar.update(1)
-                if callback is not None:
-                    callback(i, rec)
-    finally:
-        bar.close()
-        _write_config(root, height, len(load_manifest(root)), settings)
-        if owns_env:
-            env_or_id.close()
+    return tqdm(total=total, initial=min(initial, total), disable=not progress, desc="panoramas", unit="frame",
+                dynamic_ncols=True)
+
+
+def _check_settings(old: dict | None, settings: dict, where: Path) -> None:
+    if old is not None and old != settings:
+        raise ValueError(f"{where} was collected with different settings {old}; now {settings}. "
+                         "Use another folder or the same settings to resume.")
+
+
+def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, height: int, workers: int, env: Any,
+                    factory: Any, progress: bool, callback: Any) -> Path:
+    (root / F.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    size = (height, 2 * height)
+    with F.exclusive_lock(root):
+        _check_settings((F.read_config(root) or {}).get("collection"), settings, root / F.CONFIG)
+        records = load_manifest(root)
+        _rewrite_manifest(root, records)
+        clean_stale_temps(root / F.IMAGES_DIR, ".*.tmp*")
+        F.write_config(root, size, len(records), False, settings)
+        if records:
+            logger.info("resuming %s at frame %d", root, len(records))
+        done = len(records)
+        units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
+                 for a in range(done, num_frames, FOLDER_CHUNK)]
+        bar = _bar(num_frames, done, progress)
+        try:
+            with open(root / F.MANIFEST, "a", encoding="utf-8") as manifest:
+                for _, recs in run_units(units, plan, workers, env, factory, ordered=True):
+                    for rec in recs:
+                        manifest.write(json.dumps(rec) + "\n")
+                        manifest.flush()
+                        os.fsync(manifest.fileno())
+                        bar.update(1)
+                        done += 1
+                        if callback is not None:
+                            callback(rec["index"], rec)
+                    if done % CONFIG_REFRESH < len(recs):
+                        F.write_config(root, size, done, False, settings)
+        finally:
+            bar.close()
+            n = len(load_manifest(root))
+            F.write_config(root, size, n, n >= num_frames, settings)
     return root
 
 
 def _rewrite_manifest(root: Path, records: list[dict]) -> None:
     """Keep only the complete frames in the manifest (drops a torn last line)."""
     body = "".join(json.dumps(r) + "\n" for r in records)
-    path = root / MANIFEST
+    path = root / F.MANIFEST
     if not path.exists() or path.read_text(encoding="utf-8") != body:
-        _atomic_write_bytes(path, body.encode())
+        F.atomic_write_bytes(path, body.encode())
+
+
+def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, height: int, shard_size: int, part: int,
+                    parts: int, workers: int, env: Any, factory: Any, progress: bool, callback: Any) -> Path:
+    from btnk_env.collection.shards import load_index_entries, remove_stale_temporaries
+
+    root.mkdir(parents=True, exist_ok=True)
+    size = (height, 2 * height)
+    index_name = F.part_index_name(part, parts)
+    index_path = root / index_name
+    settings = {**settings, "shard_index": part} if parts > 1 else settings
+    with F.exclusive_lock(root, f".{index_name}.lock"):
+        remove_stale_temporaries(root)
+        mine = [k for k in range(-(-num_frames // shard_size)) if k % parts == part]
+        expected = {k: min(shard_size, num_frames - k * shard_size) for k in mine}
+        kept = {e.first // shard_size: e for e in load_index_entries(index_path, settings, size)
+                if e.first % shard_size == 0 and e.file == F.shard_name(e.first // shard_size)}
+        entries = {k: e for k, e in kept.items() if k in expected and e.count == expected[k]}
+        todo = [k for k in mine if k not in entries]
+        done = sum(e.count for e in entries.values())
+        if entries:
+            logger.info("resuming %s: %d of %d shards complete", root, len(entries), len(mine))
+        write = lambda complete: F.write_index(index_path, list(entries.values()), size, settings,  # noqa: E731
+                                               complete=complete, num_frames=num_frames)
+        write(False)
+        units = [Unit(str(root), k * shard_size, k * shard_size + expected[k], shard=k, size=size) for k in todo]
+        bar = _bar(sum(expected.values()), done, progress)
+        try:
+            for entry, recs in run_units(units, plan, workers, env, factory, ordered=False):
+                entries[entry.first // shard_size] = entry
+                write(False)
+                bar.update(entry.count)
+                if callback is not None:
+                    for rec in recs:
+                        callback(rec["index"], rec)
+        finally:
+            bar.close()
+        write(True)
+    return root
 
 
 # -- command line -----------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env collect``."""
-    parser.add_argument("--out", required=True, help="dataset folder (resumed if it exists)")
+    parser.add_argument("--out", default=None, help="dataset folder (resumed if it exists)")
     parser.add_argument("--num-frames", type=int, default=None, help="total frames (default: trajectory length)")
     parser.add_argument("--mode", choices=MODES, default="poses")
     parser.add_argument("--seeds", default="0", help="scene seeds, e.g. 0-99 or 1,5,9")
     parser.add_argument("--height", type=int, default=256, help="panorama height H (width 2H)")
     parser.add_argument("--frames-per-scene", type=int, default=10)
     parser.add_argument("--world", default="apartment", help="built-in world preset: apartment or single_room")
-    parser.add_argument("--habitat-scene", default=None, help="collect in this Habitat scene instead (needs habitat-sim)")
+    parser.add_argument("--habitat-scene", nargs="+", default=None, metavar="SCENE",
+                        help="collect in these Habitat scenes instead (needs habitat-sim)")
     parser.add_argument("--trajectory", default=None, help="JSON-lines file of {position, heading, seed} for --mode trajectory")
+    parser.add_argument("--format", choices=FORMATS, default="folder",
+                        help="folder: PNG files (small sets); shards: webdataset tar shards (large sets)")
+    parser.add_argument("--shard-size", type=int, default=1000, help="frames per shard (--format shards)")
+    parser.add_argument("--workers", type=int, default=1, help="rendering processes on this machine")
+    parser.add_argument("--shard-index", type=int, default=None, help="this machine's part (default: $RANK)")
+    parser.add_argument("--num-shards", type=int, default=None, help="machines sharing the collection (default: $WORLD_SIZE)")
+    parser.add_argument("--convert", default=None, metavar="SRC",
+                        help="convert the PNG folder or shard set SRC into --out (the other format) instead of collecting")
+    parser.add_argument("--merge-index", nargs="+", default=None, metavar="DIR",
+                        help="merge the part indexes in DIR(s) into --out/index.json (default --out: the first DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``btnk-env collect``; returns the exit status. Input errors (bad seeds, an output that
-    is a file, a read-only folder, a full disk) become one line through :func:`models.errors.explain`."""
+    is a file, a read-only folder, a full disk, a locked or damaged dataset) become one line
+    through :func:`models.errors.explain`."""
+    import sys
+
     from models.errors import BtnkEnvError
 
-    seeds = parse_seeds(args.seeds)  # checked before the environment is built
+    if args.merge_index:
+        from btnk_env.collection.shards import merge_indexes
+
+        path = merge_indexes(args.out or args.merge_index[0], args.merge_index)
+        value = F.read_index(path)
+        print(f"{path}: {value['num_samples']} samples in {value['num_shards']} shards")
+        return 0
+    if not args.out:
+        print("btnk-env collect: --out is required", file=sys.stderr)
+        return 2
+    if args.convert:
+        from btnk_env.collection.convert import convert
+
+        out = convert(args.convert, args.out, shard_size=args.shard_size, progress=not args.no_progress)
+        print(f"converted {args.convert} -> {out}")
+        return 0
     trajectory = None
     if args.trajectory:
         with open(args.trajectory, encoding="utf-8") as fh:
@@ -294,19 +360,29 @@ def run(args: argparse.Namespace) -> int:
     if args.num_frames is None and trajectory is None:
         print("btnk-env collect: --num-frames is required unless --trajectory is given", file=sys.stderr)
         return 2
+    seeds = parse_seeds(args.seeds)  # checked before any environment is built
+    import functools
+
+    scenes = None
     if args.habitat_scene:
         from btnk_env.envs.habitat import HabitatPanoramaEnv
 
-        env: Any = HabitatPanoramaEnv(scene=args.habitat_scene, height=args.height)
+        factory: Any = functools.partial(HabitatPanoramaEnv, scene=args.habitat_scene[0], height=args.height)
+        scenes = args.habitat_scene if len(args.habitat_scene) > 1 else None
     else:
         from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 
-        env = PanoramaRoomsEnv(height=args.height, world=args.world)
-    try:
-        out = collect_panoramas(env, args.out, args.num_frames, mode=args.mode, seeds=seeds,
-                                trajectory=trajectory, frames_per_scene=args.frames_per_scene,
-                                progress=not args.no_progress)
-    finally:
-        env.close()
-    print(f"{len(load_manifest(out))} panoramas in {out}")
+        factory = functools.partial(PanoramaRoomsEnv, height=args.height, world=args.world)
+    out = collect_panoramas(factory, args.out, args.num_frames, mode=args.mode, seeds=seeds,
+                            trajectory=trajectory, frames_per_scene=args.frames_per_scene, height=args.height,
+                            progress=not args.no_progress, format=args.format, shard_size=args.shard_size,
+                            workers=args.workers, shard_index=args.shard_index, num_shards=args.num_shards,
+                            scenes=scenes)
+    if args.format == "folder":
+        print(f"{len(load_manifest(out))} panoramas in {out}")
+    else:
+        part, parts = _resolve_parts(args.shard_index, args.num_shards)
+        value = F.read_index(out / F.part_index_name(part, parts))
+        print(f"{value['num_samples']} panoramas in {value['num_shards']} shards in {out}"
+              + (f" (part {part} of {parts}; merge with 'btnk-env collect --merge-index {out}')" if parts > 1 else ""))
     return 0

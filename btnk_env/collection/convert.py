@@ -1,0 +1,106 @@
+"""Convert between a PNG folder and a shard set (``btnk-env collect --convert SRC --out DST``).
+
+PNG bytes are copied as they are (no re-encoding), and records keep every key, so a folder, its
+shards and the folder converted back hold the same pixels and the same records. Sample ``i`` of
+the shard set is frame ``i`` of the folder (its manifest order; without a manifest, the sorted
+PNG files). The destination must be new or empty: a converter never writes over another dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from btnk_env.collection import formats as F
+
+__all__ = ["convert", "folder_to_shards", "shards_to_folder"]
+
+logger = logging.getLogger(__name__)
+
+
+def _require_empty(dst: Path) -> None:
+    if dst.exists() and any(p for p in dst.iterdir() if not p.name.startswith(".")):
+        raise ValueError(f"{dst} is not empty; convert into a new folder (nothing is overwritten)")
+
+
+def folder_to_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size: int = 1000,
+                     progress: bool = False) -> Path:
+    """Write the frames of the PNG folder ``src`` as a shard set in ``dst``."""
+    from tqdm.auto import tqdm
+
+    from btnk_env.collection.shards import ShardWriter
+
+    src, dst = Path(src), Path(dst)
+    _require_empty(dst)
+    config = F.read_config(src) or {}
+    records = F.read_manifest(src)
+    if not records:
+        files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
+        records = [{"index": i, "file": f} for i, f in enumerate(files)]
+    if not records:
+        raise ValueError(f"{src} holds no PNG frames")
+    settings = config.get("collection") or {}
+    fps = int(settings.get("frames_per_scene", 1) or 1)
+    image_size = config.get("image_size")
+    conversion = {"converted_from": str(src), "collection": settings, "shard_size": shard_size}
+    with ShardWriter(dst, image_size=image_size, max_count=shard_size, settings=conversion) as writer:
+        for i, rec in enumerate(tqdm(records, disable=not progress, desc="convert", unit="frame")):
+            path = src / rec["file"]
+            if not path.is_file():
+                raise F.DatasetFormatError(f"{src / F.MANIFEST} record {i + 1} names {path}, which does not exist")
+            record = {k: v for k, v in rec.items() if k != "file"}
+            record.setdefault("index", i)
+            record.setdefault("episode", i // fps)
+            record.setdefault("step", i % fps)
+            record["source_file"] = rec["file"]
+            writer.write(F.sample_key(i), path.read_bytes(), record)
+    return dst
+
+
+def shards_to_folder(src: str | os.PathLike, dst: str | os.PathLike, progress: bool = False) -> Path:
+    """Write the samples of the shard set ``src`` as a PNG folder ``dst`` (readable by the original loader)."""
+    from tqdm.auto import tqdm
+
+    shard_set = F.open_shard_set(src)
+    dst = Path(dst)
+    _require_empty(dst)
+    (dst / F.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    with F.exclusive_lock(dst):
+        n = 0
+        settings = dict(shard_set.settings or {})
+        collection = settings.get("collection", settings)  # a converted set keeps the folder's settings inside
+        size = shard_set.image_size
+        bar = tqdm(total=shard_set.num_samples, disable=not progress, desc="convert", unit="frame")
+        with open(dst / F.MANIFEST, "w", encoding="utf-8") as manifest:
+            for entry in shard_set.shards:
+                for key, sample in F.iter_shard(shard_set.path(entry)):
+                    record = json.loads(sample[F.RECORD_EXT])
+                    record.pop("source_file", None)
+                    name = F.frame_file(n)
+                    F.atomic_write_bytes(dst / name, sample[F.IMAGE_EXT])
+                    manifest.write(json.dumps({"index": n, "file": name, **{k: v for k, v in record.items()
+                                                                           if k != "index"}}) + "\n")
+                    n += 1
+                    bar.update(1)
+            manifest.flush()
+            os.fsync(manifest.fileno())
+        bar.close()
+        if size is None:
+            from PIL import Image
+
+            with Image.open(dst / F.frame_file(0)) as im:
+                size = (im.height, im.width)
+        F.write_config(dst, size, n, True, {k: v for k, v in collection.items()
+                                            if k not in ("format", "shard_size", "num_shards", "merged_parts")})
+    return dst
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, shard_size: int = 1000, progress: bool = False) -> Path:
+    """PNG folder -> shard set, or shard set -> PNG folder, by what ``src`` is."""
+    if F.is_shard_spec(str(src)):
+        return shards_to_folder(src, dst, progress=progress)
+    if not Path(src).is_dir():
+        raise ValueError(f"{src} is neither a PNG folder nor a shard set")
+    return folder_to_shards(src, dst, shard_size=shard_size, progress=progress)
