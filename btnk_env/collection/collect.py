@@ -291,7 +291,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env collect``."""
     parser.add_argument("--out", required=True, help="dataset folder (resumed if it exists)")
     parser.add_argument("--num-frames", type=int, default=None, help="total frames (default: trajectory length)")
-    parser.add_argument("--mode", choices=MODES, default="poses")
+    parser.add_argument("--mode", choices=MODES + ("episodes",), default="poses")
     parser.add_argument("--seeds", default="0", help="scene seeds, e.g. 0-99 or 1,5,9")
     parser.add_argument("--height", type=int, default=256, help="panorama height H (width 2H)")
     parser.add_argument("--frames-per-scene", type=int, default=10)
@@ -299,6 +299,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--habitat-scene", default=None, help="collect in this Habitat scene instead (needs habitat-sim)")
     parser.add_argument("--trajectory", default=None, help="JSON-lines file of {position, heading, seed} for --mode trajectory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from btnk_env.collection import episodes
+
+    episodes.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trajectory:
         with open(args.trajectory, encoding="utf-8") as fh:
             trajectory = [json.loads(line) for line in fh if line.strip()]
-    if args.num_frames is None and trajectory is None:
+    if args.num_frames is None and trajectory is None and args.mode != "episodes":
         print("btnk-env collect: --num-frames is required unless --trajectory is given")
         return 2
     if args.habitat_scene:
@@ -319,6 +322,10 @@ def run(args: argparse.Namespace) -> int:
 
         env = PanoramaRoomsEnv(height=args.height, world=args.world)
     try:
+        if args.mode == "episodes":
+            from btnk_env.collection import episodes
+
+            return episodes.run(args, env)
         out = collect_panoramas(env, args.out, args.num_frames, mode=args.mode, seeds=args.seeds,
                                 trajectory=trajectory, frames_per_scene=args.frames_per_scene,
                                 progress=not args.no_progress)
