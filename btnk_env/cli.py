@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "train or finetune a bottleneck MAE from a config"),
     "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
+    "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
 }
 
 
