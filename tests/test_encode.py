@@ -117,6 +117,18 @@ def test_panorama_latents_align_with_sample_keys_and_float16(model_dir, tmp_path
     with torch.inference_mode():
         expected = model.encode(frames_to_tensor(frame)).numpy()[0]
     np.testing.assert_allclose(lat.latents[6].astype(np.float32), expected, atol=2e-3 * np.abs(expected).max())
+    # a plain image folder of mixed sizes: each image resized (in the workers) to the model's input
+    plain = tmp_path / "plain"
+    (plain / "b").mkdir(parents=True)
+    big = np.asarray(Image.fromarray(frame).resize((128, 64)))
+    Image.fromarray(frame).save(plain / "a.png")
+    Image.fromarray(big).save(plain / "b" / "c.png")
+    lat = LatentDataset(encode_dataset(plain, tmp_path / "plain_lat", model_dir, workers=1, device="cpu", progress=False))
+    assert lat.keys == ["a.png", "b/c.png"]
+    with torch.inference_mode():
+        expected = model.encode(frames_to_tensor(np.stack([frame]), size=(32, 64))).numpy()
+        expected_big = model.encode(frames_to_tensor(big, size=(32, 64))).numpy()
+    np.testing.assert_allclose(lat.latents, np.concatenate([expected, expected_big]), atol=1e-5, rtol=0)
 
 
 def test_killed_encode_resumes_without_duplicates(episodes, model_dir, encoded, tmp_path):

@@ -118,3 +118,22 @@ def test_cli_records_episodes(tmp_path, capsys):
 def test_episode_seeds_continue_from_the_last():
     assert episode_seeds([3], 4) == [3, 4, 5, 6]
     assert episode_seeds([9, 1, 5], 2) == [9, 1]
+
+
+def test_records_habitat_episodes(monkeypatch, tmp_path):
+    """The same recorder drives HabitatPanoramaEnv (against the habitat_sim stand-in of test_habitat_env)."""
+    import sys
+
+    from tests.test_habitat_env import _env, _fake_habitat_sim
+
+    for name, module in _fake_habitat_sim().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    env = _env()
+    try:
+        record_episodes(env, tmp_path / "hab", 2, policy="random", seeds=[3], max_steps=4, progress=False)
+    finally:
+        env.close()
+    data = EpisodeFolder(tmp_path / "hab")
+    assert [r["scene"] for r in data.episodes] == ["apt_0", "apt_0"] and data.config["image_size"] == [16, 32]
+    ep = data.load(1)
+    assert ep.frames.shape[1:] == (16, 32, 3) and ep.positions.shape == (ep.num_steps + 1, 3) and ep.seed == 4

@@ -59,6 +59,8 @@ class PanoramaSource:
                              "an image folder or an episode dataset")
         self.settings = (config or {}).get("collection")
         self.keys = [p.relative_to(self.root).as_posix() for p in self.files]
+        size = (config or {}).get("image_size")
+        self.frame_hw = tuple(size) if size else None  # one size for all frames, or unknown
 
     def describe(self) -> dict:
         return {"path": str(self.root.resolve()), "kind": self.kind, "num_frames": len(self.files)}
@@ -77,6 +79,7 @@ class EpisodeSource:
         self.files = [p for i in range(len(self.data)) for p in self.data.frame_files(i)]
         self.keys = [p.relative_to(self.root).as_posix() for p in self.files]
         self.settings = self.data.config.get("collection")
+        self.frame_hw = tuple(self.data.image_size)
 
     def describe(self) -> dict:
         return self.data.describe()
@@ -109,16 +112,28 @@ def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource":
 
 
 class _Frames(Dataset):
-    """``i`` -> model input ``(3, h, w)`` float32, ImageNet-normalized (decoded and resized in a worker)."""
+    """``i`` -> the decoded frame, in a DataLoader worker.
 
-    def __init__(self, files: Sequence[Path], size: tuple[int, int]) -> None:
-        self.files, self.size = list(files), tuple(size)
+    With ``frame_hw`` (a dataset of one frame size: panorama and episode datasets) the item is
+    ``(H, W, 3)`` uint8, batched and converted to model input on the device in one call (a
+    quarter of the bytes between processes, and on a GPU the conversion runs there); without it
+    (an image folder of mixed sizes) the worker converts it: ``(3, h, w)`` float32, normalized.
+    """
+
+    def __init__(self, files: Sequence[Path], size: tuple[int, int], frame_hw: tuple[int, int] | None) -> None:
+        self.files, self.size, self.frame_hw = list(files), tuple(size), frame_hw
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return frames_to_tensor(decode_image(self.files[i]), size=self.size)[0]
+        pixels = decode_image(self.files[i])  # (H, W, 3) uint8
+        if self.frame_hw is None:
+            return frames_to_tensor(pixels, size=self.size)[0]
+        if pixels.shape[:2] != self.frame_hw:
+            raise ValueError(f"{self.files[i]} is {pixels.shape[0]}x{pixels.shape[1]}, the dataset's frames are "
+                             f"{self.frame_hw[0]}x{self.frame_hw[1]}")
+        return torch.from_numpy(pixels)
 
 
 # ---------------------------------------------------------------------------- model
@@ -267,14 +282,17 @@ def _encode_chunks(src, root: Path, net, size, chunks, batch_size, workers, devi
         for b in range(start, start + count, batch_size):
             batches.append(list(range(b, min(b + batch_size, start + count))))
             owners.append(k)
-    loader = DataLoader(_Frames(src.files, tuple(size)), batch_sampler=batches, num_workers=workers,
+    loader = DataLoader(_Frames(src.files, tuple(size), src.frame_hw), batch_sampler=batches, num_workers=workers,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     bar = tqdm(total=sum(c for _, _, c in chunks), disable=not progress, desc="encode", unit="frame")
     spans = {k: (start, count) for k, start, count in chunks}
     parts: list[np.ndarray] = []
     try:
         for k, x in zip(owners, loader):
-            latent = net.encode(x.to(device, non_blocking=True))  # (B, D)
+            x = x.to(device, non_blocking=True)
+            if x.dtype == torch.uint8:  # (B, H, W, 3) frames -> (B, 3, h, w) model input
+                x = frames_to_tensor(x, size=size)
+            latent = net.encode(x)  # (B, D)
             parts.append(latent.float().cpu().numpy().astype(dtype))
             bar.update(len(x))
             start, count = spans[k]

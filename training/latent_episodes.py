@@ -3,12 +3,15 @@
 The episodes come from ``btnk-env encode`` of an episode dataset (:mod:`training.latent_format`);
 the arrays are memory-mapped, so a dataset larger than memory costs only what a batch reads.
 
-Example:
-    >>> from training.latent_episodes import LatentWindows
-    >>> windows = LatentWindows("data/episodes_latents", window=16)       # doctest: +SKIP
-    >>> item = windows[0]                                                 # doctest: +SKIP
-    >>> item["latents"].shape, item["actions"].shape                      # doctest: +SKIP
-    (torch.Size([16, 192]), torch.Size([16]))
+Example (a folder written by ``btnk-env encode`` of an episode dataset; docs/latent_datasets.md)::
+
+    from torch.utils.data import DataLoader
+    from training.latent_episodes import LatentWindows
+
+    windows = LatentWindows("data/episodes_latents", window=16)
+    for batch in DataLoader(windows, batch_size=32, shuffle=True):
+        z, a = batch["latents"], batch["actions"]        # (32, 16, D) float32, (32, 16) int64
+        # predict z[:, 1:] from z[:, :-1] and a[:, :-1]
 """
 
 from __future__ import annotations
