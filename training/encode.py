@@ -209,8 +209,12 @@ def encode_dataset(
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
     src = open_source(source)
-    if minari_id is not None and src.kind != "episodes":
-        raise ValueError("--minari-id exports episodes; this dataset holds single panoramas")
+    if minari_id is not None:
+        if src.kind != "episodes":
+            raise ValueError("--minari-id exports episodes; this dataset holds single panoramas")
+        from training.minari_export import check_dataset_id
+
+        check_dataset_id(minari_id)
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
     try:
         net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
@@ -354,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
                              device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
                              minari_id=args.minari_id, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"btnk-env encode: {err}")
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -18,7 +18,7 @@ import numpy as np
 
 from training.latent_format import LatentDataset
 
-__all__ = ["export_minari", "INSTALL_HINT"]
+__all__ = ["export_minari", "check_dataset_id", "INSTALL_HINT"]
 
 INSTALL_HINT = 'the Minari export needs minari: pip install "btnk-env[minari]" (or pip install minari)'
 _ID = re.compile(r"^([\w.-]+/)?([\w.-]+/)?[\w.-]+-v\d+$")
@@ -33,6 +33,20 @@ def _space(text: str) -> Any:
     return spaces.Discrete(int(match.group(1)))
 
 
+def check_dataset_id(dataset_id: str) -> None:
+    """Raise (before any work) if ``dataset_id`` is malformed, Minari is missing, or the id is taken."""
+    if not _ID.match(dataset_id):
+        raise ValueError(f"Minari dataset ids look like 'namespace/env/name-v0', got {dataset_id!r}")
+    try:
+        from minari.storage.datasets_root_dir import get_dataset_path
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    path = get_dataset_path(dataset_id)
+    if path.exists():
+        raise ValueError(f"Minari dataset {dataset_id!r} already exists ({path}): choose another id or version, "
+                         f"or delete it first (minari delete {dataset_id})")
+
+
 def export_minari(root: "str | os.PathLike", dataset_id: str, description: str | None = None):
     """Write the latent episodes of ``root`` as Minari dataset ``dataset_id``; returns the ``MinariDataset``.
 
@@ -41,8 +55,7 @@ def export_minari(root: "str | os.PathLike", dataset_id: str, description: str |
         dataset_id: ``namespace/env/name-vN`` (Minari's naming; an existing id is refused by Minari).
         description: stored in the dataset's metadata (default: model and source).
     """
-    if not _ID.match(dataset_id):
-        raise ValueError(f"Minari dataset ids look like 'namespace/env/name-v0', got {dataset_id!r}")
+    check_dataset_id(dataset_id)
     try:
         import minari
         from minari.data_collector.episode_buffer import EpisodeBuffer

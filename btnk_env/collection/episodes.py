@@ -245,7 +245,9 @@ def record_episodes(
 # -- command line (options added to ``btnk-env collect``) ------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env collect --mode episodes``."""
-    group = parser.add_argument_group("episodes (--mode episodes)")
+    group = parser.add_argument_group(
+        "episodes (--mode episodes)", "records whole episodes; --seeds are the episodes' reset seeds, continued by "
+        "counting up (--seeds 0 --num-episodes 50: seeds 0..49); --height, --world, --habitat-scene as above")
     group.add_argument("--num-episodes", type=int, default=None, help="total episodes in the folder")
     group.add_argument("--policy", default="random",
                        help="random, explorer, shipped (the PPO agent shipped with the package) or a stable-baselines3 .zip")
