@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
     "export-scene": ("btnk_env.envs.export_scene", "export a built-in apartment as a .glb scene that Habitat-Sim loads"),
+    "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
 }
 
 

@@ -305,7 +305,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env collect``."""
     parser.add_argument("--out", default=None, help="dataset folder (resumed if it exists)")
     parser.add_argument("--num-frames", type=int, default=None, help="total frames (default: trajectory length)")
-    parser.add_argument("--mode", choices=MODES, default="poses")
+    parser.add_argument("--mode", choices=MODES + ("episodes",), default="poses")
     parser.add_argument("--seeds", default="0", help="scene seeds, e.g. 0-99 or 1,5,9")
     parser.add_argument("--height", type=int, default=256, help="panorama height H (width 2H)")
     parser.add_argument("--frames-per-scene", type=int, default=10)
@@ -324,6 +324,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge-index", nargs="+", default=None, metavar="DIR",
                         help="merge the part indexes in DIR(s) into --out/index.json (default --out: the first DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from btnk_env.collection import episodes
+
+    episodes.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -357,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
                 trajectory = [json.loads(line) for line in fh if line.strip()]
             except json.JSONDecodeError as err:
                 raise BtnkEnvError(f"{args.trajectory} is not JSON lines ({err}); write one JSON object per line") from None
-    if args.num_frames is None and trajectory is None:
+    if args.num_frames is None and trajectory is None and args.mode != "episodes":
         print("btnk-env collect: --num-frames is required unless --trajectory is given", file=sys.stderr)
         return 2
     seeds = parse_seeds(args.seeds)  # checked before any environment is built
@@ -373,6 +376,14 @@ def run(args: argparse.Namespace) -> int:
         from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 
         factory = functools.partial(PanoramaRoomsEnv, height=args.height, world=args.world)
+    if args.mode == "episodes":
+        from btnk_env.collection import episodes
+
+        env = factory()
+        try:
+            return episodes.run(args, env)
+        finally:
+            env.close()
     out = collect_panoramas(factory, args.out, args.num_frames, mode=args.mode, seeds=seeds,
                             trajectory=trajectory, frames_per_scene=args.frames_per_scene, height=args.height,
                             progress=not args.no_progress, format=args.format, shard_size=args.shard_size,

@@ -1,0 +1,368 @@
+"""``btnk-env encode``: a panorama or episode dataset -> a latent dataset (:mod:`training.latent_format`).
+
+Frames are decoded and converted to model input (:func:`models.frames_to_tensor`, the wrappers'
+own conversion, so the latents equal what ``BtnkMAEObservation`` gives an agent) by DataLoader
+workers while the model encodes the previous batch; on a GPU the batches are pinned and copied
+asynchronously. Output goes in chunks of ``chunk_size`` frames, each written atomically with a
+done-marker, so a killed encode resumes at the first missing chunk and never writes a frame twice.
+
+Several processes split the chunks (``torchrun --nproc_per_node=N -m btnk_env encode ...``, or
+several machines on a shared folder): rank ``r`` encodes the missing chunks ``r, r + N, ...``,
+then rank 0 joins them into the flat arrays and writes ``latents.json`` (Gloo on the CPU, NCCL on
+GPUs, only for the barrier).
+
+Command line::
+
+    btnk-env encode data/episodes --out data/episodes_latents --model panorama-rooms-small --minari-id btnk/rooms/explorer-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from models import BtnkMAE, frames_to_tensor
+from models.precision import check_precision, for_inference
+from training import latent_format as fmt
+from training.datasets import decode_image, find_images, panorama_files, read_panorama_config
+
+__all__ = ["encode_dataset", "open_source", "PanoramaSource", "EpisodeSource", "model_sha256"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 1024
+DEFAULT_BATCH = 64
+
+
+# ---------------------------------------------------------------------------- sources
+class PanoramaSource:
+    """Single panoramas: a folder written by ``btnk-env collect`` (manifest order) or any image folder."""
+
+    kind = "panoramas"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        config = read_panorama_config(self.root)
+        self.files = panorama_files(self.root) if config is not None else find_images(self.root)
+        if not self.files:
+            raise ValueError(f"no PNG/JPEG images under {self.root}: give a folder written by btnk-env collect, "
+                             "an image folder or an episode dataset")
+        self.settings = (config or {}).get("collection")
+        self.keys = [p.relative_to(self.root).as_posix() for p in self.files]
+        size = (config or {}).get("image_size")
+        self.frame_hw = tuple(size) if size else None  # one size for all frames, or unknown
+
+    def describe(self) -> dict:
+        return {"path": str(self.root.resolve()), "kind": self.kind, "num_frames": len(self.files)}
+
+
+class EpisodeSource:
+    """The frames of an episode dataset (:class:`btnk_env.collection.episode_format.EpisodeFolder`), in order."""
+
+    kind = "episodes"
+
+    def __init__(self, root: Path) -> None:
+        from btnk_env.collection.episode_format import EpisodeFolder
+
+        self.data = EpisodeFolder(root)  # raises if there are no episodes
+        self.root = self.data.root
+        self.files = [p for i in range(len(self.data)) for p in self.data.frame_files(i)]
+        self.keys = [p.relative_to(self.root).as_posix() for p in self.files]
+        self.settings = self.data.config.get("collection")
+        self.frame_hw = tuple(self.data.image_size)
+
+    def describe(self) -> dict:
+        return self.data.describe()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Observation-aligned per-frame arrays (see :mod:`training.latent_format`), offsets and goals."""
+        per_episode: dict[str, list] = {name: [] for name in fmt.EPISODE_ARRAYS}
+        for i in range(len(self.data)):
+            s = self.data.steps(i)
+            per_episode["actions"].append(np.append(s["actions"], -1))
+            per_episode["rewards"].append(np.append(s["rewards"], 0.0))
+            per_episode["terminated"].append(np.append(s["terminated"], False))
+            per_episode["truncated"].append(np.append(s["truncated"], False))
+            per_episode["poses"].append(np.column_stack([s["positions"], s["headings"]]))
+        out = {name: np.concatenate(v).astype(fmt.EPISODE_ARRAYS[name]) for name, v in per_episode.items()}
+        lengths = [r["num_steps"] + 1 for r in self.data.episodes]
+        out["episode_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        out["goals"] = np.array([r["goal"] for r in self.data.episodes], np.float32).reshape(-1, 3)
+        return out
+
+
+def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource":
+    """The dataset at ``path``: an episode dataset if its config says so, else panoramas."""
+    from btnk_env.collection.episode_format import is_episode_dataset
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"dataset folder not found: {root}")
+    return EpisodeSource(root) if is_episode_dataset(root) else PanoramaSource(root)
+
+
+class _Frames(Dataset):
+    """``i`` -> the decoded frame, in a DataLoader worker.
+
+    With ``frame_hw`` (a dataset of one frame size: panorama and episode datasets) the item is
+    ``(H, W, 3)`` uint8, batched and converted to model input on the device in one call (a
+    quarter of the bytes between processes, and on a GPU the conversion runs there); without it
+    (an image folder of mixed sizes) the worker converts it: ``(3, h, w)`` float32, normalized.
+    """
+
+    def __init__(self, files: Sequence[Path], size: tuple[int, int], frame_hw: tuple[int, int] | None) -> None:
+        self.files, self.size, self.frame_hw = list(files), tuple(size), frame_hw
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        pixels = decode_image(self.files[i])  # (H, W, 3) uint8
+        if self.frame_hw is None:
+            return frames_to_tensor(pixels, size=self.size)[0]
+        if pixels.shape[:2] != self.frame_hw:
+            raise ValueError(f"{self.files[i]} is {pixels.shape[0]}x{pixels.shape[1]}, the dataset's frames are "
+                             f"{self.frame_hw[0]}x{self.frame_hw[1]}")
+        return torch.from_numpy(pixels)
+
+
+# ---------------------------------------------------------------------------- model
+def model_sha256(model: BtnkMAE) -> str:
+    """sha256 of the model's parameters and buffers (names, shapes and float32 values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _input_size(frame_hw: tuple[int, int], model: BtnkMAE) -> tuple[int, int]:
+    from btnk_env.wrappers.frames import target_size
+
+    return target_size(frame_hw, model)  # the wrappers' rule: model height, the frames' aspect ratio
+
+
+def _frame_hw(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
+# ---------------------------------------------------------------------------- encoding
+def encode_dataset(
+    source: "str | os.PathLike",
+    out: "str | os.PathLike",
+    model: "str | os.PathLike | BtnkMAE" = "panorama-rooms-small",
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    precision: str = "fp32",
+    device: str = "auto",
+    dtype: str = "float32",
+    chunk_size: int = DEFAULT_CHUNK,
+    workers: int = 2,
+    minari_id: str | None = None,
+    progress: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Path:
+    """Encode every frame of ``source`` into a latent dataset at ``out`` (resuming what is there).
+
+    Args:
+        source: a panorama dataset folder (``btnk-env collect``), an image folder, or an episode
+            dataset (``btnk-env collect --mode episodes``).
+        out: the output folder (created; an existing output must come from the same model, input
+            size, precision, dtype, chunk size and source settings).
+        model: a name or path for ``BtnkMAE.from_pretrained`` or a ``BtnkMAE`` (not modified).
+        batch_size: frames per forward.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), via
+            :func:`models.precision.for_inference`.
+        device: ``"auto"`` (this rank's GPU when there is one), ``"cpu"`` or ``"cuda"``.
+        dtype: ``"float32"`` or ``"float16"``, the stored latents' dtype.
+        chunk_size: frames per output chunk (the unit of resuming and of splitting across ranks).
+        workers: DataLoader processes decoding images (0: in this process).
+        minari_id: also export the episodes as this Minari dataset (episodes only).
+        progress: a tqdm progress bar (rank 0).
+        on_chunk: called with the chunk index after each chunk is stored.
+
+    Returns:
+        the output folder.
+
+    Raises:
+        ValueError: before any work, for a dataset with no frames or episodes, an existing output
+            of another model, size, latent width or settings, or a Minari export of panoramas.
+    """
+    from training.distributed import barrier, init_distributed, shutdown
+
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size} and {chunk_size}")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    src = open_source(source)
+    if minari_id is not None:
+        if src.kind != "episodes":
+            raise ValueError("--minari-id exports episodes; this dataset holds single panoramas")
+        from training.minari_export import check_dataset_id
+
+        check_dataset_id(minari_id)
+    ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
+    try:
+        net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
+        root = Path(out)
+        n = len(src.files)
+        chunks = [(k, k * chunk_size, min(chunk_size, n - k * chunk_size)) for k in range(-(-n // chunk_size))]
+        old = fmt.read_meta(root)
+        if old is not None and old.get("complete") and old.get("num_frames") == n and minari_id is None:
+            logger.info("%s is complete: nothing to do", root)
+            return root
+        if ctx.is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            fmt.write_meta(root, {**meta, "complete": False})
+        barrier()
+        todo = [c for c in chunks if not fmt.chunk_is_done(root, *c)]
+        barrier()  # every rank has read the same markers before anyone writes
+        mine = todo[ctx.rank::ctx.world_size]
+        if todo and ctx.is_main:
+            logger.info("%d of %d chunks to encode (%d ranks)", len(todo), len(chunks), ctx.world_size)
+        _encode_chunks(src, root, net, meta["img_size"], mine, batch_size, workers, ctx.device,
+                       np.dtype(dtype), progress and ctx.is_main, on_chunk)
+        barrier()
+        if ctx.is_main:
+            _assemble(src, root, meta, chunks)
+            if minari_id is not None:
+                from training.minari_export import export_minari
+
+                export_minari(root, minari_id)
+        barrier()
+    finally:
+        shutdown()
+    return Path(out)
+
+
+def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):
+    """Load the model, fix the input size, check an existing output: all before any work."""
+    check_precision(precision, device)
+    name = str(model) if not isinstance(model, BtnkMAE) else "BtnkMAE (in memory)"
+    if not isinstance(model, BtnkMAE):
+        model = BtnkMAE.from_pretrained(model)
+    size = _input_size(_frame_hw(src.files[0]), model)
+    meta = {"format": fmt.FORMAT, "kind": src.kind, "model": name, "model_sha256": model_sha256(model),
+            "img_size": list(size), "latent_dim": model.latent_dim, "precision": precision, "dtype": dtype,
+            "chunk_size": int(chunk_size), "num_frames": len(src.files), "source": src.describe(),
+            "source_settings": src.settings, "minari_id": minari_id}
+    old = fmt.read_meta(out)
+    if old is not None:
+        diff = [k for k in fmt.COMPAT_KEYS if old.get(k) != meta[k]]
+        if diff:
+            detail = "; ".join(f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in diff if k != "model_sha256")
+            if "model_sha256" in diff:
+                detail = f"model: {old.get('model')!r} there (other weights), {name!r} now" + (f"; {detail}" if detail else "")
+            raise ValueError(f"{out} holds latents that do not match this encode ({detail}): "
+                             "use another --out, or the same model and settings to resume")
+    if model.training or model.device != device:
+        model = copy.deepcopy(model).eval().to(device)  # the caller's model is never modified
+    return for_inference(model, precision), meta
+
+
+@torch.inference_mode()
+def _encode_chunks(src, root: Path, net, size, chunks, batch_size, workers, device, dtype, progress, on_chunk) -> None:
+    if not chunks:
+        return
+    from tqdm.auto import tqdm
+
+    batches, owners = [], []
+    for k, start, count in chunks:  # batches never cross a chunk
+        for b in range(start, start + count, batch_size):
+            batches.append(list(range(b, min(b + batch_size, start + count))))
+            owners.append(k)
+    loader = DataLoader(_Frames(src.files, tuple(size), src.frame_hw), batch_sampler=batches, num_workers=workers,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    bar = tqdm(total=sum(c for _, _, c in chunks), disable=not progress, desc="encode", unit="frame")
+    spans = {k: (start, count) for k, start, count in chunks}
+    parts: list[np.ndarray] = []
+    try:
+        for k, x in zip(owners, loader):
+            x = x.to(device, non_blocking=True)
+            if x.dtype == torch.uint8:  # (B, H, W, 3) frames -> (B, 3, h, w) model input
+                x = frames_to_tensor(x, size=size)
+            latent = net.encode(x)  # (B, D)
+            parts.append(latent.float().cpu().numpy().astype(dtype))
+            bar.update(len(x))
+            start, count = spans[k]
+            if sum(len(p) for p in parts) == count:
+                fmt.write_chunk(root, k, start, np.concatenate(parts))
+                parts = []
+                if on_chunk is not None:
+                    on_chunk(k)
+    finally:
+        bar.close()
+
+
+def _assemble(src, root: Path, meta: dict, chunks: list) -> None:
+    """Join the chunks into ``latents.npy``, write the aligned arrays, then ``latents.json`` (complete)."""
+    missing = [k for k, start, count in chunks if not fmt.chunk_is_done(root, k, start, count)]
+    if missing:
+        raise RuntimeError(f"chunks {missing[:5]} are missing after every rank finished; run the encode again to resume")
+    n, d = meta["num_frames"], meta["latent_dim"]
+    tmp = root / f".{fmt.LATENTS}.tmp"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(meta["dtype"]), shape=(n, d))
+    for k, start, count in chunks:
+        out[start:start + count] = fmt.read_chunk(root, k)
+    out.flush()
+    del out
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / fmt.LATENTS)
+    if src.kind == "episodes":
+        for name, array in src.arrays().items():
+            fmt.save_npy(root / f"{name}.npy", array)
+        fmt.write_json(root / fmt.EPISODES, src.data.episodes)
+        meta = {**meta, "num_episodes": len(src.data)}
+    else:
+        fmt.write_json(root / fmt.KEYS, src.keys)
+    fmt.write_meta(root, {**meta, "complete": True})
+
+
+# ---------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``btnk-env encode``."""
+    parser.add_argument("dataset", help="panorama dataset or image folder, or an episode dataset (btnk-env collect)")
+    parser.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    parser.add_argument("--model", default="panorama-rooms-small", help="name, release or checkpoint (BtnkMAE.from_pretrained)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored latents' dtype")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="frames per output chunk")
+    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: none)")
+    parser.add_argument("--minari-id", default=None, help="also export the episodes as this Minari dataset, "
+                        "e.g. btnk/rooms/explorer-v0 (into MINARI_DATASETS_PATH)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``btnk-env encode``; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
+                             device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
+                             minari_id=args.minari_id, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"btnk-env encode: {err}")
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        meta = fmt.read_meta(out)
+        what = f"{meta['num_episodes']} episodes, " if meta["kind"] == "episodes" else ""
+        print(f"{what}{meta['num_frames']} latents of {meta['latent_dim']} ({meta['dtype']}) in {out}"
+              + (f"; Minari dataset {meta['minari_id']}" if meta.get("minari_id") else ""))
+    return 0

@@ -1,0 +1,174 @@
+"""The latent dataset format written by ``btnk-env encode`` (:mod:`training.encode`) and read by
+:class:`LatentDataset` / :class:`training.latent_episodes.LatentWindows`. This module owns the file names.
+
+Folder layout::
+
+    out_dir/
+      latents.json          metadata (META_KEYS): model name and sha256, input size, latent width,
+                            precision, dtype, chunk size, source dataset, complete
+      chunks/000000.npy     (n, D) latents of frames [k * chunk_size, k * chunk_size + n) ...
+      chunks/000000.done    {"start", "count"}: written after its .npy, the chunk is complete
+      latents.npy           (N, D) float16 or float32, every frame, in source order (memory-mappable)
+      keys.json             panoramas: the sample key (file relative to the dataset) of each row
+      -- episodes (arrays of N rows, one per frame, "observation-aligned") --
+      actions.npy           (N,) int64: the action taken at the frame; -1 at an episode's last frame
+      rewards.npy           (N,) float32: its reward (0 at the last frame)
+      terminated.npy        (N,) bool; truncated.npy (N,) bool: the flags of that step
+      poses.npy             (N, 4) float32: x, y, z metres and heading radians at the frame
+      episode_offsets.npy   (E + 1,) int64: episode e is rows [offsets[e], offsets[e + 1])
+      goals.npy             (E, 3) float32: goal position of each episode
+      episodes.json         per-episode records of the source (seed, scene, return, success, ...)
+
+Everything is written atomically (temp file, fsync, rename); ``latents.json`` says
+``"complete": true`` only once every array is in place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.files import atomic_write_bytes as _atomic_write_bytes
+
+__all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk",
+           "FORMAT", "META", "LATENTS", "KEYS", "EPISODE_ARRAYS", "COMPAT_KEYS"]
+
+FORMAT = "btnk_env.latents/1"
+META = "latents.json"
+LATENTS = "latents.npy"
+KEYS = "keys.json"
+EPISODES = "episodes.json"
+OFFSETS = "episode_offsets.npy"
+GOALS = "goals.npy"
+CHUNKS = "chunks"
+#: per-frame episode arrays: name -> dtype
+EPISODE_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
+                  "poses": np.float32}
+#: metadata that must match for an encode to continue an existing output
+COMPAT_KEYS = ("kind", "model_sha256", "img_size", "latent_dim", "precision", "dtype", "chunk_size", "source_settings")
+
+
+def read_meta(root: "str | os.PathLike") -> dict | None:
+    """``latents.json`` of ``root``, or ``None`` if absent."""
+    path = Path(root) / META
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): not written by btnk-env encode; use another --out") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a btnk-env latent dataset (format {FORMAT}); use another --out")
+    return meta
+
+
+def write_json(path: "str | os.PathLike", value: Any, indent: int | None = None) -> None:
+    _atomic_write_bytes(Path(path), (json.dumps(value, indent=indent) + "\n").encode())
+
+
+def write_meta(root: "str | os.PathLike", meta: dict) -> None:
+    write_json(Path(root) / META, meta, indent=2)
+
+
+def save_npy(path: "str | os.PathLike", array: np.ndarray) -> None:
+    """``np.save`` atomically (temp file in the same folder, fsync, rename)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    _atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _chunk_paths(root: Path, k: int) -> tuple[Path, Path]:
+    base = Path(root) / CHUNKS / f"{k:06d}"
+    return base.with_suffix(".npy"), base.with_suffix(".done")
+
+
+def write_chunk(root: "str | os.PathLike", k: int, start: int, latents: np.ndarray) -> None:
+    """Store chunk ``k`` (``latents`` ``(n, D)``, frames ``start .. start + n - 1``), then its done-marker."""
+    npy, done = _chunk_paths(Path(root), k)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    save_npy(npy, latents)
+    _atomic_write_bytes(done, json.dumps({"start": int(start), "count": int(len(latents))}).encode())
+
+
+def chunk_is_done(root: "str | os.PathLike", k: int, start: int, count: int) -> bool:
+    """Whether chunk ``k`` is stored whole for frames ``start .. start + count - 1``."""
+    npy, done = _chunk_paths(Path(root), k)
+    if not (done.is_file() and npy.is_file()):
+        return False
+    try:
+        marker = json.loads(done.read_text())
+    except json.JSONDecodeError:
+        return False
+    return marker == {"start": start, "count": count}
+
+
+def read_chunk(root: "str | os.PathLike", k: int) -> np.ndarray:
+    return np.load(_chunk_paths(Path(root), k)[0], allow_pickle=False)
+
+
+class LatentDataset:
+    """A latent dataset folder (layout in the module docstring), its arrays memory-mapped.
+
+    Attributes:
+        meta: the ``latents.json`` metadata.
+        latents: ``(N, D)`` float16/float32 memory map.
+        keys: panoramas: the sample key of each row (``None`` for episodes).
+        actions, rewards, terminated, truncated, poses, offsets, goals: episodes only (else ``None``).
+
+    Raises:
+        ValueError: the folder is not a complete latent dataset (the message says how to make one).
+    """
+
+    def __init__(self, root: "str | os.PathLike", mmap: bool = True) -> None:
+        self.root = Path(root)
+        meta = read_meta(self.root)
+        if meta is None or not meta.get("complete"):
+            raise ValueError(f"{self.root} holds no complete latent dataset ({META} missing or not complete): "
+                             f"run btnk-env encode DATASET --out {self.root}")
+        self.meta = meta
+        mode = "r" if mmap else None
+        load = lambda name: np.load(self.root / name, mmap_mode=mode, allow_pickle=False)  # noqa: E731
+        self.latents = load(LATENTS)
+        self.keys: list[str] | None = None
+        self.actions = self.rewards = self.terminated = self.truncated = self.poses = None
+        self.offsets = self.goals = None
+        self.episodes: list[dict] | None = None
+        if meta["kind"] == "episodes":
+            for name in EPISODE_ARRAYS:
+                setattr(self, name, load(f"{name}.npy"))
+            self.offsets = np.load(self.root / OFFSETS)
+            self.goals = np.load(self.root / GOALS)
+            self.episodes = json.loads((self.root / EPISODES).read_text())
+        else:
+            self.keys = json.loads((self.root / KEYS).read_text())
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.meta["latent_dim"])
+
+    @property
+    def num_episodes(self) -> int:
+        return 0 if self.offsets is None else len(self.offsets) - 1
+
+    def __len__(self) -> int:
+        return int(self.latents.shape[0])
+
+    def episode(self, e: int) -> dict[str, Any]:
+        """Episode ``e``: ``latents (T+1, D)`` float32, ``actions (T,)``, ``rewards (T,)``,
+        ``terminated (T,)``, ``truncated (T,)``, ``poses (T+1, 4)``, ``goal (3,)``."""
+        if self.offsets is None:
+            raise ValueError(f"{self.root} holds single panoramas, not episodes")
+        lo, hi = int(self.offsets[e]), int(self.offsets[e + 1])
+        return {"latents": np.asarray(self.latents[lo:hi], np.float32), "actions": np.asarray(self.actions[lo:hi - 1]),
+                "rewards": np.asarray(self.rewards[lo:hi - 1]), "terminated": np.asarray(self.terminated[lo:hi - 1]),
+                "truncated": np.asarray(self.truncated[lo:hi - 1]), "poses": np.asarray(self.poses[lo:hi]),
+                "goal": np.asarray(self.goals[e])}
