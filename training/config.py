@@ -27,7 +27,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
-DATA_KINDS = ("auto", "folder", "panorama", "hf")
+DATA_KINDS = ("auto", "folder", "panorama", "hf", "render")
 
 
 class ConfigError(ValueError):
@@ -79,9 +79,12 @@ class DataConfig:
     path: str = "???"
     """An image folder (searched recursively for PNG/JPEG), a panorama dataset folder (written by
     ``btnk-env collect`` or the original's ``dataset_config.json`` folders), an ``ImageFolder``
-    layout (Tiny ImageNet: its ``train/`` is used), or ``hf:<name>`` (Hugging Face ``datasets``)."""
+    layout (Tiny ImageNet: its ``train/`` is used), or ``hf:<name>`` (Hugging Face ``datasets``);
+    for ``kind: render``, the layout seeds of the built-in world to render (``0-999``)."""
     kind: str = "auto"
-    """``auto`` (panorama if the folder has ``dataset_config.json`` saying so), ``folder``, ``panorama``, ``hf``."""
+    """``auto`` (panorama if the folder has ``dataset_config.json`` saying so), ``folder``, ``panorama``, ``hf``,
+    ``render`` (panoramas of the built-in world rendered at new random poses every epoch:
+    :mod:`training.online_data`)."""
     split: str = "train"
     """Split of a Hugging Face dataset, or sub-folder of an ``ImageFolder`` root if it exists."""
     transform: str = "auto"
@@ -95,7 +98,7 @@ class DataConfig:
     pano_roll: bool = False
     """Random circular horizontal shift (a yaw rotation of an equirectangular panorama)."""
     max_images: Optional[int] = None
-    """Use only the first N images (sorted), for quick runs."""
+    """Use only the first N images (sorted), for quick runs; for ``kind: render``, the panoramas per epoch (required)."""
     num_workers: int = 0
     """DataLoader worker processes."""
 
