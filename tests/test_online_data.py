@@ -104,3 +104,18 @@ def test_workers_render_with_their_own_context_and_a_fork_after_rendering_is_ref
     result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-800:]
     assert result.stdout.split("\n")[:2] == ["(2, 3, 32, 64)", "refused: True"], result.stdout
+
+
+def test_scene_cache_returns_to_a_layout_unchanged():
+    from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+    cached, plain = PanoramaRoomsEnv(height=32, scene_cache=1), PanoramaRoomsEnv(height=32)
+    try:
+        frames = [[env.reset(seed=s)[0] for s in (0, 1, 0, 2, 0)] for env in (cached, plain)]
+        assert all(np.array_equal(a, b) for a, b in zip(*frames))
+        assert list(cached._scene_cache) == [0] and not plain._scene_cache  # the most recent one kept
+    finally:
+        cached.close()
+        plain.close()
+    with pytest.raises(ValueError, match="scene_cache"):
+        PanoramaRoomsEnv(height=32, scene_cache=-1)
