@@ -96,7 +96,7 @@ def update(run: Path, data: Path, baseline: str | None, curve_path: Path, starte
     return curve
 
 
-def plot(curve: dict, out: Path, target: float | None = 24.0) -> Path:
+def plot(curve: dict, out: Path, target: float | None = None) -> Path:
     """Two panels, held-out PSNR and SSIM against optimizer steps, as a PNG (PIL only)."""
     pts = sorted((int(s), p) for s, p in curve["points"].items())
     steps = [s for s, _ in pts]
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--started", type=float, default=None, help="run start as a Unix time (wall-time origin)")
     parser.add_argument("--watch", type=float, default=0, metavar="SECONDS",
                         help="re-check every SECONDS until the run's final/ exists (0: once)")
+    parser.add_argument("--target", type=float, default=None, help="draw a target PSNR line (dB)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the evaluation")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -157,7 +158,7 @@ def main() -> None:
         finished = (args.run / "final").is_dir()  # evaluated once more after the run ends, then stop
         curve = update(args.run, args.data, args.baseline, curve_path, args.started)
         if args.plot and curve["points"]:
-            plot(curve, args.plot)
+            plot(curve, args.plot, args.target)
         if not args.watch or finished:
             break
         time.sleep(args.watch)
