@@ -38,6 +38,12 @@ def test_train_ppo_latents_trains_evaluates_and_saves(tmp_path):
     assert {"random", "before", "after"} <= results.keys()
     assert results["args"]["timesteps"] == 256 and 0.0 <= results["after"]["success_rate"] <= 1.0
     assert (tmp_path / "ppo_latents.zip").stat().st_size > 0
+    again = tmp_path / "again"  # --load --timesteps 0: the saved agent, only evaluated
+    run_example("train_ppo_latents.py", "--task", "rooms", "--model", "panorama-rooms-small", "--timesteps", "0",
+                "--n-envs", "1", "--eval-episodes", "2", "--max-steps", "30", "--load", str(tmp_path / "ppo_latents.zip"),
+                "--save", str(again))
+    rerun = json.loads((again / "results.json").read_text())
+    assert rerun["before"] == rerun["after"] and rerun["args"]["load"].endswith("ppo_latents.zip")
 
 
 def test_heldout_reconstructions_draws_truth_beside_reconstruction(tmp_path):
