@@ -22,6 +22,8 @@ Usage::
     python examples/train_ppo_latents.py                              # tint task, tiny random-init encoder
     python examples/train_ppo_latents.py --task rooms --model panorama-rooms-small --timesteps 200000
     python examples/train_ppo_latents.py --model path/to/checkpoint --save runs/ppo
+    python examples/train_ppo_latents.py --task rooms --height 128 --model panorama-rooms-small \
+        --load btnk_env/agents/ppo_single_room/ppo_latents.zip --timesteps 0 --eval-episodes 30   # re-check an agent
 
 ``--model`` is a preset name (random init; a frozen random ViT still gives usable features for
 a simple task) or anything ``BtnkMAE.from_pretrained`` loads (folder, ``.pth``, release name).
@@ -154,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest for batch-1 encoding on a shared or small CPU)")
     parser.add_argument("--save", type=Path, default=None, help="folder for the agent and results.json")
+    parser.add_argument("--load", type=Path, default=None,
+                        help="start from this saved agent (ppo_latents.zip); with --timesteps 0 it is only evaluated")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -163,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     latent_shape = eval_env.observation_space.shape
     print(f"task {args.task}, model {args.model}: D={model.latent_dim}, encoder input {eval_env.input_size}, observation {latent_shape}")
 
-    agent = PPO(
-        "MlpPolicy", vec_env, n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, gamma=0.97,
-        ent_coef=0.01, policy_kwargs=dict(net_arch=[128, 128]), seed=args.seed, device="cpu", verbose=0,
-    )
+    if args.load is not None:
+        agent = PPO.load(args.load, env=vec_env, device="cpu")
+    else:
+        agent = PPO(
+            "MlpPolicy", vec_env, n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, gamma=0.97,
+            ent_coef=0.01, policy_kwargs=dict(net_arch=[128, 128]), seed=args.seed, device="cpu", verbose=0,
+        )
     rng = np.random.default_rng(args.seed)
     results: Dict[str, Any] = dict(args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
     results["random"] = evaluate(eval_env, lambda obs: int(rng.integers(3)), args.eval_episodes)
@@ -175,9 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(fmt("PPO before training", results["before"]))
 
     start = time.perf_counter()
-    agent.learn(args.timesteps, progress_bar=_has_progress_bar())
+    if args.timesteps > 0:
+        agent.learn(args.timesteps, progress_bar=_has_progress_bar())
     results["train_seconds"] = time.perf_counter() - start
-    results["after"] = evaluate(eval_env, lambda obs: int(agent.predict(obs, deterministic=True)[0]), args.eval_episodes)
+    results["after"] = results["before"] if args.timesteps <= 0 else \
+        evaluate(eval_env, lambda obs: int(agent.predict(obs, deterministic=True)[0]), args.eval_episodes)
     print(fmt(f"PPO after {args.timesteps} steps", results["after"]) + f"   ({results['train_seconds']:.0f} s training)")
 
     if args.save is not None:

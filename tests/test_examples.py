@@ -42,6 +42,12 @@ def test_train_ppo_latents_trains_evaluates_and_saves(tmp_path):
         assert r["success_rate"] in (0.0, 0.5, 1.0), r  # a fraction of 2 episodes, not any float
         assert 1 <= r["mean_length"] <= 30 and np.isfinite(r["mean_return"]), r
     assert (tmp_path / "ppo_latents.zip").stat().st_size > 0
+    again = tmp_path / "again"  # --load --timesteps 0: the saved agent, only evaluated
+    run_example("train_ppo_latents.py", "--task", "rooms", "--model", "panorama-rooms-small", "--timesteps", "0",
+                "--n-envs", "1", "--eval-episodes", "2", "--max-steps", "30", "--load", str(tmp_path / "ppo_latents.zip"),
+                "--save", str(again))
+    rerun = json.loads((again / "results.json").read_text())
+    assert rerun["before"] == rerun["after"] and rerun["args"]["load"].endswith("ppo_latents.zip")
 
 
 def test_heldout_reconstructions_draws_truth_beside_reconstruction(tmp_path):
@@ -54,3 +60,24 @@ def test_heldout_reconstructions_draws_truth_beside_reconstruction(tmp_path):
     assert "mean PSNR" in stdout
     w, h = Image.open(out).size
     assert w == 2 * 256 + 4 and h == 3 * (128 + 16) + 2 * 4  # three rows of truth | reconstruction
+
+
+def test_learning_curve_evaluates_each_checkpoint_once_and_plots(tmp_path):
+    from btnk_env.collection import collect_panoramas
+    from training.config import load_config
+    from training.trainer import train
+
+    run = tmp_path / "run"
+    train(load_config(overrides=[
+        "data.kind=render", "data.path=0-3", "data.max_images=8", "model.preset=test", "model.img_size=[32,64]",
+        "train.batch_size=4", "train.epochs=1", f"io.out_dir={run}", "io.snapshot_every=null",
+    ]))
+    data = collect_panoramas("btnk_env/PanoramaRooms-v0", tmp_path / "data", num_frames=2, seeds=[1000],
+                             height=32, frames_per_scene=2, progress=False)
+    args = ["--run", str(run), "--data", str(data), "--baseline", str(run / "final"), "--plot", str(tmp_path / "c.png")]
+    stdout = run_example("learning_curve.py", *args)
+    curve = json.loads((run / "learning_curve.json").read_text())
+    assert list(curve["points"]) == ["0", "2"] and stdout.count("PSNR") == 2  # checkpoint-latest and -epoch0001: one step
+    assert all(5 < p["psnr"] < 60 and p["images"] == 2 for p in curve["points"].values())
+    assert Image.open(tmp_path / "c.png").size == (920, 300)
+    assert "PSNR" not in run_example("learning_curve.py", *args)  # nothing new: nothing evaluated again

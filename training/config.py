@@ -31,7 +31,7 @@ from models.errors import BtnkEnvError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
-DATA_KINDS = ("auto", "folder", "panorama", "shards", "hf")
+DATA_KINDS = ("auto", "folder", "panorama", "shards", "hf", "render")
 
 
 class ConfigError(BtnkEnvError):
@@ -95,10 +95,12 @@ class DataConfig:
     ``btnk-env collect`` or the original's ``dataset_config.json`` folders), an ``ImageFolder``
     layout (Tiny ImageNet: its ``train/`` is used), a shard set (a folder with ``index.json``, or a
     brace pattern ``data/rooms/shard-{000000..000099}.tar``; streamed, see ``training/shard_stream.py``),
-    or ``hf:<name>`` (Hugging Face ``datasets``)."""
+    or ``hf:<name>`` (Hugging Face ``datasets``); for ``kind: render``, the layout seeds of the
+    built-in world to render (``0-999``)."""
     kind: str = "auto"
     """``auto`` (shards if the path names a shard set, panorama if the folder has ``dataset_config.json``
-    saying so), ``folder``, ``panorama``, ``shards``, ``hf``."""
+    saying so), ``folder``, ``panorama``, ``shards``, ``hf``, ``render`` (panoramas of the built-in
+    world rendered at new random poses every epoch: :mod:`training.online_data`)."""
     split: str = "train"
     """Split of a Hugging Face dataset, or sub-folder of an ``ImageFolder`` root if it exists."""
     transform: str = "auto"
@@ -112,7 +114,7 @@ class DataConfig:
     pano_roll: bool = False
     """Random circular horizontal shift (a yaw rotation of an equirectangular panorama)."""
     max_images: Optional[int] = None
-    """Use only the first N images (sorted), for quick runs."""
+    """Use only the first N images (sorted), for quick runs; for ``kind: render``, the panoramas per epoch (required)."""
     num_workers: int = 0
     """DataLoader worker processes."""
 

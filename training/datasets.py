@@ -263,7 +263,14 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
 
 
 def dataset_from_config(data_cfg: Any, img_size: Tuple[int, int]) -> Dataset:
-    """:func:`build_dataset` from a :class:`training.config.DataConfig`."""
+    """:func:`build_dataset` from a :class:`training.config.DataConfig` (``kind: render``: :mod:`training.online_data`)."""
+    if data_cfg.kind == "render":
+        from training.online_data import RenderedPanoramaDataset, parse_layout_seeds
+
+        if data_cfg.max_images is None:
+            raise DatasetError("data.kind=render needs data.max_images (panoramas per epoch), e.g. data.max_images=6400")
+        return RenderedPanoramaDataset(img_size, parse_layout_seeds(data_cfg.path), data_cfg.max_images,
+                                       hflip=bool(data_cfg.hflip), pano_roll=data_cfg.pano_roll)
     return build_dataset(data_cfg.path, img_size, kind=data_cfg.kind, split=data_cfg.split, transform=data_cfg.transform,
                          crop_scale=data_cfg.crop_scale, hflip=data_cfg.hflip, pano_roll=data_cfg.pano_roll,
                          max_images=data_cfg.max_images)

@@ -12,6 +12,7 @@ the agent's right); row ``0 .. H-1`` spans elevation ``+90`` (up) ``.. -90`` (do
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -124,20 +125,33 @@ def _load_llvm_users_first() -> None:
         pass
 
 
+_CONTEXT_PID: int | None = None
+"""The process that created this module's first EGL context (copied into forked children)."""
+
+
 def _create_context():
+    global _CONTEXT_PID
+    if _CONTEXT_PID is not None and _CONTEXT_PID != os.getpid():
+        raise RuntimeError(
+            "this process was forked from one that had already rendered the panorama world; EGL does not "
+            "survive a fork (rendering here would hang). Create the environments only in the child processes "
+            "(render nothing before forking), use the 'spawn' start method, or data.num_workers=0 for training."
+        )
     _load_llvm_users_first()
     try:
         import moderngl
     except ImportError as err:  # pragma: no cover - moderngl is a core dependency
         raise ImportError("The built-in panorama world needs moderngl: pip install moderngl") from err
     try:
-        return moderngl.create_standalone_context(backend="egl")
+        ctx = moderngl.create_standalone_context(backend="egl")
     except Exception as err:
         raise RuntimeError(
             "Could not create a headless OpenGL (EGL) context for the panorama world. Install EGL and "
             "an OpenGL driver: on Debian/Ubuntu `apt-get install libegl1 libgl1-mesa-dri` (Mesa software "
             f"rendering works without a GPU), or the NVIDIA driver on a GPU machine. Original error: {err}"
         ) from err
+    _CONTEXT_PID = os.getpid()
+    return ctx
 
 
 def _perspective(fov_deg: float) -> np.ndarray:
