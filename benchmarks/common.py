@@ -125,3 +125,10 @@ def device_name(device: torch.device | str) -> str:
     except OSError:
         pass
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def cpu_tier_line() -> str:
+    """The CPU, its thread count and the tier the kernels run at (see :mod:`models.hardware`)."""
+    from models.hardware import cpu_tier
+
+    return f"{device_name('cpu')}: {cpu_tier().describe()}"
