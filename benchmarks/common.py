@@ -118,13 +118,9 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"cpu ({torch.get_num_threads()} threads)"
+    from models.hardware import cpu_name
+
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def cpu_tier_line() -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -122,6 +124,17 @@ def cpu_tier() -> CpuTier:
     )
     amx = bf16_units and _call("_is_amx_tile_supported", torch.cpu) and onednn_allows("AVX512_CORE_AMX")
     return CpuTier(capability=capability, onednn_limit=_onednn_limit(), avx512=avx512, bf16_units=bf16_units, amx=amx)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def cuda_bf16(device: "torch.device | str | None" = None) -> bool:

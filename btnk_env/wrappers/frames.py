@@ -144,15 +144,16 @@ class FrameEncoder:
         size: ``(H, W)`` input size of the encoder (see :func:`target_size`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``, or ``None``
             (where the model is).
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), see
-            :mod:`models.precision`; latents always come back as float32.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16
+            where the device has bf16 matrix units, else fp32), see :mod:`models.precision`;
+            latents always come back as float32. :attr:`precision` holds the one chosen.
     """
 
     def __init__(self, model: BtnkMAE, size: Tuple[int, int], device: DeviceLike = "auto", precision: str = "fp32") -> None:
         self.model = model
         self.size = tuple(size)
         self.device = resolve_device(device, model)
-        check_precision(precision, self.device)
+        precision = check_precision(precision, self.device)  # "auto" resolved
         if model.device != self.device:
             logger.info("moving the model from %s to %s", model.device, self.device)
             model.to(self.device)

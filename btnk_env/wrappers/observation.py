@@ -80,8 +80,8 @@ class BtnkMAEObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         history: number K of latents stacked (1: no stacking).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, a ``torch.device``, or
             ``None`` (where the model is).
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU); latents are
-            float32 whatever the precision.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
+            devices with bf16 matrix units, else fp32); latents are float32 whatever the precision.
 
     Example:
         >>> from btnk_env.testing import RandomFrames
