@@ -70,10 +70,12 @@ def matmul_candidates(dtype: torch.dtype, device: torch.device | str = "cpu", n:
     """``(label, flops, fn)`` for the matrix multiplies the peak is taken over: square ``n x n``
     products and the ViT-B linear shapes, each with a plain weight and (on the CPU) with the
     oneDNN-packed weight the model's fused kernels use."""
-    from models.kernels import fused_kernels_available
+    from models.kernels import _bf16_supported, fused_kernels_available
 
     shapes = [(n, n, n), (1576, 768, 3072), (1576, 3072, 768), (1576, 768, 2304)]
-    packed = torch.device(device).type == "cpu" and fused_kernels_available()
+    # oneDNN packs bf16 weights only where it runs bf16 (AVX-512 or AVX-NE-CONVERT; not on AVX2)
+    packed = torch.device(device).type == "cpu" and fused_kernels_available() and (
+        dtype == torch.float32 or (dtype == torch.bfloat16 and _bf16_supported()))
     out = []
     for m, k, o in shapes:
         a = torch.randn(m, k, device=device, dtype=dtype)
