@@ -1,13 +1,17 @@
 """The benchmark suite: ``python -m benchmarks [--quick | --full] [--json out.json]``.
 
-Prints, for this machine: the measured fp32/bf16 matmul peaks; encode and decode images/s at
+Prints, for this machine: the CPU tier the kernels run at (``models.hardware.cpu_tier``; lower it
+with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` to measure the AVX2 tier) and what it
+lacks; the original btnk_mae against this project side by side (base, 224x224, batch 1 and 8,
+encode and decode; when ``../shared/upstream`` is there); the measured fp32/bf16 matmul peaks; encode and decode images/s at
 batch 1, 8 and 32, batch-1 latency, peak memory, FLOPs per image and the fraction of the peaks,
 for ``base`` and ``large`` at 224x224, 256x512 and 512x1024 panoramas and the small presets; the
 exact fast paths against the plain computation; fp32 encode timed in alternation with the matmul
 peak, and where its time goes (linear layers, attention, the rest); reduced precision (speed and error against fp32
 on the real images of ``shared/images``); optionally ``torch.compile``; the wrapper and
 vector-wrapper overheads; decoded video frames/s; environment frames/s; collection frames/s with 1
-and 2 worker processes and bytes per frame (PNG folder vs shards); training steps/s. All
+and 2 worker processes and bytes per frame (PNG folder vs shards); training steps/s (bf16
+only where the CPU has bf16 matrix units, or on a GPU). All
 figures go to a JSON file so runs can be compared. Not a test: nothing here asserts a speed.
 """
 
@@ -22,7 +26,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import device_name, matmul_peak_gflops
+from benchmarks.common import cpu_tier_line, device_name, matmul_peak_gflops
+from models.hardware import cpu_tier
+from models.kernels import kernel_choice
+from models.precision import auto_precision
 
 # (preset, (H, W), batch sizes): the default table; --quick trims it, --full adds batch 32 everywhere.
 MODEL_CASES = [
@@ -53,10 +60,33 @@ def run_suite(args: argparse.Namespace) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+    cpu = torch.device(device).type == "cpu"
+    tier, (fused, why) = cpu_tier(), kernel_choice()
+    bf16_fast = auto_precision(device) == "bf16"
+    results["cpu_tier"] = {"name": tier.name, "capability": tier.capability, "onednn_limit": tier.onednn_limit,
+                           "bf16_units": tier.bf16_units, "lowered": tier.lowered, "fused_kernels": fused,
+                           "auto_precision": auto_precision(device)}
+    _section("machine")
+    print(cpu_tier_line())
+    if cpu:
+        print(f"kernels: {'fused oneDNN, packed weights' if fused else 'plain PyTorch'} ({why}); "
+              f'precision="auto" -> {auto_precision(device)}')
+        if not tier.bf16_units:
+            print("this tier lacks bf16 matrix units (AVX-512 BF16 / AMX): bf16 runs converted to fp32, slower "
+                  "than fp32; bf16 figures below are shown for completeness, bf16 training is skipped")
+    if device == "cpu":
+        from benchmarks.bench_original import KERNEL_MODES, format_table, versus_original
+
+        _section("against the original btnk_mae (base, 224x224, fp32, interleaved, best of rounds)")
+        original = versus_original("base", (1, 8), rounds=max(3, args.reps + 2), kernels=KERNEL_MODES)
+        results["versus_original"] = original
+        print(format_table(original))
+
     _section("matmul peaks")
     peaks = {"fp32": matmul_peak_gflops(torch.float32, device), "bf16": matmul_peak_gflops(torch.bfloat16, device)}
     results["matmul_peak_gflops"] = peaks
-    print(f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s  ({results['device']})")
+    print(f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s  ({results['device']})"
+          + ("" if bf16_fast or not cpu else "  (bf16 without bf16 matrix units)"))
 
     _section("encode / decode (fp32)")
     print(f"{'preset':<6}{'size':>9}{'batch':>6}{'enc img/s':>11}{'dec img/s':>11}{'enc ms@1':>10}"
@@ -80,11 +110,11 @@ def run_suite(args: argparse.Namespace) -> dict:
         del model
     results["model"] = rows
 
-    _section("exact fast paths vs plain computation (base, 224, batch 8)")
+    _section(f"exact fast paths ({'fused' if fused else 'plain'} kernels) vs plain computation (base, 224, batch 8)")
     base = bench_model.BtnkMAE("base").to(device).eval()
     fast = bench_model.fast_vs_plain(base, batch=8, reps=args.reps + 2, device=device)
     results["fast_vs_plain"] = fast
-    print(f"encode: CLS-only last block + fused kernels {fast['encode_speedup']:.3f}x the full-sequence path "
+    print(f"encode: CLS-only last block + chosen kernels {fast['encode_speedup']:.3f}x the full-sequence path "
           f"(max |diff| {fast['encode_max_abs_diff']:.1e}); decode: closed-form cross-attention "
           f"{fast['decode_speedup']:.3f}x nn.MultiheadAttention (max |diff| {fast['decode_max_abs_diff']:.1e})")
 
@@ -108,9 +138,13 @@ def run_suite(args: argparse.Namespace) -> dict:
               f"{bd['ceiling_fraction_of_fp32_peak']:.0%} of the peak")
 
     _section("reduced precision (base, 224, batch 8; error on the real images, random weights)")
-    precisions = ("fp32", "bf16", "int8", "fp16")
+    precisions = ("fp32", "auto", "bf16", "int8", "fp16")
     table = bench_model.precision_table(base, batch=8, reps=args.reps, device=device, precisions=precisions)
     results["precision_base"] = table
+    _print_precision(table)
+    _section("precision='auto' against fp32 at batch 1 (base, 224)")
+    table = bench_model.precision_table(base, batch=1, reps=args.reps + 2, device=device, precisions=("auto",))
+    results["precision_base_batch1"] = table
     _print_precision(table)
     trained = _trained_model(device)
     if trained is not None:
@@ -137,7 +171,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         from benchmarks.bench_video import run as video_run
 
         _section("rollout video decoding")
-        video = video_run(device, ("fp32", "bf16") if device == "cpu" else ("fp32", "fp16"), reps=args.reps)
+        video = video_run(device, ("fp32", "auto") if device == "cpu" else ("fp32", "auto", "fp16"), reps=args.reps)
         results["video"] = video
         for row in video["decode"]:
             print(f"{row['preset']:<6}{row['size']:>9} {row['precision']:>5} batch {row['batch_size']:>2}: "
@@ -165,7 +199,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         _section("training steps/s (batch 8, 224x224; each in its own process)")
         train_rows = []
         for preset, precision in (("small", "fp32"), ("small", "bf16"), ("base", "fp32"), ("base", "bf16")):
-            if args.quick and preset == "base":
+            if (args.quick and preset == "base") or (precision == "bf16" and not bf16_fast):
                 continue
             r = bench_in_subprocess(preset=preset, batch_size=8, img_size=(224, 224), steps=3, precision=precision, device=device)
             train_rows.append(r)
@@ -183,9 +217,10 @@ def run_suite(args: argparse.Namespace) -> dict:
 def _print_precision(table: list) -> None:
     for row in table:
         if "skipped" in row:
-            print(f"{row['precision']:>5}: skipped ({row['skipped']})")
+            print(f"{row['precision']:>11}: skipped ({row['skipped']})")
             continue
-        print(f"{row['precision']:>5}: encode {row['encode_img_s']:7.2f} img/s ({row['encode_speedup']:.2f}x), "
+        label = row["precision"] if row["precision"] == row["runs"] else f"{row['precision']} ({row['runs']})"
+        print(f"{label:>11}: encode {row['encode_img_s']:7.2f} img/s ({row['encode_speedup']:.2f}x), "
               f"decode {row['decode_img_s']:7.2f} img/s ({row['decode_speedup']:.2f}x), latent cosine >= "
               f"{row['latent_cosine_min']:.5f}, decoded PSNR vs fp32 {row['decode_psnr_vs_fp32_db']:.1f} dB", flush=True)
 
@@ -250,8 +285,21 @@ def _targets(r: dict) -> list[str]:
     if fast:
         check(fast["encode_speedup"] >= 1.05, f"encode vs plain full-sequence path: {fast['encode_speedup']:.3f}x (target 1.05x)")
         check(fast["decode_speedup"] >= 1.0, f"decode vs plain MultiheadAttention path: {fast['decode_speedup']:.3f}x (target >= 1x)")
-    for row in r.get("precision_base", []):
-        if row.get("precision") == "bf16" and "encode_speedup" in row:
+    orig = r.get("versus_original", {})
+    for row in orig.get("rows", []):
+        if row["contender"] == "ours default":
+            for op in ("encode", "decode"):
+                check(row[f"{op}_vs_original"] >= 1.0, f"default fp32 {op} at batch {row['batch']}: "
+                      f"{row[f'{op}_vs_original']:.2f}x the original (target >= 1x)")
+    if orig.get("max_abs_diff"):
+        worst = max(orig["max_abs_diff"].values())
+        check(worst <= 1e-5, f"outputs equal the original's within {worst:.1e} (target 1e-5)")
+    for row in r.get("precision_base", []) + r.get("precision_base_batch1", []):
+        if row.get("precision") == "auto" and "encode_speedup" in row:
+            check(min(row["encode_speedup"], row["decode_speedup"]) >= 0.97,
+                  f"precision='auto' ({row['runs']}, batch {row['batch']}): encode {row['encode_speedup']:.2f}x, decode "
+                  f"{row['decode_speedup']:.2f}x fp32 (target: never slower; 3% noise allowed)")
+        if row.get("precision") == "bf16" and "encode_speedup" in row and r["cpu_tier"]["bf16_units"]:
             check(row["encode_speedup"] >= 1.7 and row["latent_cosine_min"] >= 0.999,
                   f"bf16 encode {row['encode_speedup']:.2f}x fp32, cosine {row['latent_cosine_min']:.5f} (target 1.7x, 0.999)")
         if row.get("precision") == "int8" and "encode_speedup" in row:

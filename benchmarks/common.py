@@ -70,10 +70,12 @@ def matmul_candidates(dtype: torch.dtype, device: torch.device | str = "cpu", n:
     """``(label, flops, fn)`` for the matrix multiplies the peak is taken over: square ``n x n``
     products and the ViT-B linear shapes, each with a plain weight and (on the CPU) with the
     oneDNN-packed weight the model's fused kernels use."""
-    from models.kernels import fused_kernels_available
+    from models.kernels import _bf16_supported, fused_kernels_available
 
     shapes = [(n, n, n), (1576, 768, 3072), (1576, 3072, 768), (1576, 768, 2304)]
-    packed = torch.device(device).type == "cpu" and fused_kernels_available()
+    # oneDNN packs bf16 weights only where it runs bf16 (AVX-512 or AVX-NE-CONVERT; not on AVX2)
+    packed = torch.device(device).type == "cpu" and fused_kernels_available() and (
+        dtype == torch.float32 or (dtype == torch.bfloat16 and _bf16_supported()))
     out = []
     for m, k, o in shapes:
         a = torch.randn(m, k, device=device, dtype=dtype)
@@ -118,10 +120,13 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"cpu ({torch.get_num_threads()} threads)"
+    from models.hardware import cpu_name
+
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_tier_line() -> str:
+    """The CPU, its thread count and the tier the kernels run at (see :mod:`models.hardware`)."""
+    from models.hardware import cpu_tier
+
+    return f"{device_name('cpu')}: {cpu_tier().describe()}"

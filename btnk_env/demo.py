@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=15, help="apartment layout seed (default: 15)")
     parser.add_argument("--world", default="apartment", help="built-in world preset: apartment or single_room")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto (bf16 where the CPU or GPU has bf16 matrix units, else fp32; the default), "
+                             "fp32, bf16, fp16 (CUDA) or int8 (CPU)")
     parser.add_argument("--fps", type=float, default=8.0, help="video frame rate")
     parser.add_argument("--agent", default=None,
                         help="'shipped' (the PPO agent trained in --world single_room on the shipped model's "
@@ -101,7 +103,7 @@ def ppo_policy(path: Path, latent_dim: int) -> Callable[[dict, np.ndarray], int]
 
 
 def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, height: int = 256, seed: int = 15,
-             world: str = "apartment", device: str = "auto", precision: str = "fp32", fps: float = 8.0,
+             world: str = "apartment", device: str = "auto", precision: str = "auto", fps: float = 8.0,
              agent: "Path | str | None" = None, progress: bool = True) -> dict[str, Any]:
     """Run the demo; returns the report (also written to ``out/report.json``)."""
     import gymnasium as gym
@@ -158,7 +160,7 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
 
     latents_np = np.stack(latents).astype(np.float32)  # (T, D)
     start = time.perf_counter()
-    decoded = decode_rollout(model, latents_np, size=size, precision=precision)[0]  # (T, h, w, 3)
+    decoded = decode_rollout(model, latents_np, size=size, precision=wrapped.encoder.precision)[0]  # (T, h, w, 3)
     decode_seconds = time.perf_counter() - start
     truth = resize_frames(np.stack(frames), size)  # (T, h, w, 3), what the encoder saw
     frame_psnr = psnr(truth, decoded)  # (T,)
@@ -187,6 +189,7 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
         "episode_return": round(sum(rewards), 3),
         "success": success,
         "latent_dim": model.latent_dim,
+        "precision": wrapped.encoder.precision,  # what "auto" chose on this machine
         "env_steps_per_s": round(len(rewards) / episode_seconds, 1),
         "decoded_frames_per_s": round(len(decoded) / decode_seconds, 1),
         "psnr_db_mean": round(float(np.mean(frame_psnr)), 2),

@@ -1,4 +1,5 @@
-"""``btnk-env info``: versions, devices and model presets, for bug reports and set-up checks."""
+"""``btnk-env info``: versions, devices, the CPU tier and what was chosen for it (kernels, what
+``precision="auto"`` means), and the model presets, for bug reports and set-up checks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ def collect_info() -> dict:
 
     from btnk_env import __version__
     from models.config import PRESETS
+    from models.hardware import cpu_name, cpu_tier
     from models.hub import BUNDLED, RELEASES
+    from models.kernels import kernel_choice
+    from models.precision import auto_precision
+
+    tier = cpu_tier()
+    fused, why = kernel_choice()
+    auto = {"cpu": auto_precision("cpu")}
+    if torch.cuda.is_available():
+        auto["cuda"] = auto_precision("cuda")
 
     return {
         "btnk_env": __version__,
@@ -26,8 +36,15 @@ def collect_info() -> dict:
         "gymnasium": gymnasium.__version__,
         "cuda": torch.cuda.is_available(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
-        "cpu_bf16": bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")),
+        "cpu_tier": tier.name,
+        "cpu_capability": tier.capability,
+        "cpu_onednn_limit": tier.onednn_limit,
+        "cpu_bf16": tier.bf16_units,
+        "cpu_tier_lowered": tier.lowered,
+        "cpu_kernels": f"{'fused oneDNN, packed weights' if fused else 'plain PyTorch'} ({why})",
+        "precision_auto": ", ".join(f"{device}: {name}" for device, name in auto.items()),
         "presets": {name: f"D={p['embed_dim']}, depth {p['depth']}, patch {p['patch_size']}" for name, p in PRESETS.items()},
         "releases": sorted(RELEASES),
         "bundled_models": sorted(BUNDLED),

@@ -1,10 +1,16 @@
 """Reduced-precision inference: bf16 (CPU with bf16 support, CUDA), fp16 (CUDA), int8 dynamic
-quantization of the linear layers (CPU).
+quantization of the linear layers (CPU), and ``"auto"``.
 
 ``for_inference(model, precision)`` returns a model to run in that precision: the same object
 for ``"fp32"``, otherwise a converted copy (the caller's model is never modified). Its
 ``encode``/``decode`` take float32 input as usual; outputs come back in the model's dtype,
 so callers that need float32 cast with ``.float()``.
+
+``"auto"`` is the fastest precision that keeps results within rounding of fp32 on the device
+(:func:`auto_precision`): bf16 on a CPU with bf16 matrix units (AVX-512 BF16 or AMX, see
+:func:`models.hardware.cpu_tier`) and on CUDA GPUs with native bf16 (compute capability 8.0+),
+fp32 elsewhere. int8 is never chosen for you: it changes results beyond rounding. bf16 asked for
+on a CPU without bf16 units runs, with a logged warning: there it is slower than fp32.
 """
 
 from __future__ import annotations
@@ -15,16 +21,35 @@ import logging
 import torch
 import torch.nn as nn
 
+from models.hardware import cpu_tier, cuda_bf16
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: What a caller may ask for: a precision of :data:`PRECISIONS` or ``"auto"``.
+CHOICES = ("auto",) + PRECISIONS
+
+
+def auto_precision(device: "torch.device | str") -> str:
+    """What ``precision="auto"`` means on ``device``: ``"bf16"`` where it multiplies bf16
+    natively (a CPU with AVX-512 BF16 or AMX that oneDNN may use; a CUDA GPU of compute
+    capability 8.0 or newer), ``"fp32"`` elsewhere. The one place this is decided."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return "bf16" if cpu_tier().bf16_units else "fp32"
+    if device.type == "cuda":
+        return "bf16" if cuda_bf16(device) else "fp32"
+    return "fp32"
 
 
 def check_precision(precision: str, device: "torch.device | str") -> str:
-    """Validate a precision name for a device; returns it. Raises ``ValueError`` with the fix."""
+    """Validate a precision name (or ``"auto"``) for a device; returns the precision to run
+    (``"auto"`` resolved by :func:`auto_precision`). Raises ``ValueError`` with the fix."""
     device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in CHOICES:
+        raise ValueError(f"precision must be one of {CHOICES}, got {precision!r}")
+    if precision == "auto":
+        return auto_precision(device)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 inference needs a CUDA device (CPUs have no fast fp16 matmul); use bf16 on CPU")
     if precision == "int8" and device.type != "cpu":
@@ -35,9 +60,15 @@ def check_precision(precision: str, device: "torch.device | str") -> str:
 def for_inference(model: nn.Module, precision: str = "fp32") -> nn.Module:
     """A model for eval-mode inference in ``precision`` (see the module docstring)."""
     device = next(model.parameters()).device
-    check_precision(precision, device)
+    precision = check_precision(precision, device)
     if precision == "fp32":
         return model
+    if precision == "bf16" and device.type == "cpu" and not cpu_tier().bf16_units:
+        logger.warning(
+            "bf16 on this CPU (%s) will be slower than fp32: without AVX-512 BF16 or AMX units its matrix "
+            "multiplies convert bf16 to fp32 and back (measured ~4.5x slower on an AVX2 EPYC); use "
+            "precision='auto' (here fp32) or 'int8'", cpu_tier().name,
+        )
     with torch.inference_mode(False):  # ordinary tensors even when called under inference_mode
         return _converted(model, precision)
 

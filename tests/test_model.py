@@ -176,11 +176,15 @@ def test_fused_cpu_kernels_equal_plain_path():
     assert fused_kernels_available()  # this PyTorch build (x86 CPU with oneDNN) has them
     model = BtnkMAE.from_pretrained(GOLDEN / "btnk_tiny_relu_64to128.pth", num_heads=4, decoder_num_heads=4)
     x = torch.randn(2, 3, 128, 128)
-    fused = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
-    with fused_kernels(False):
+    with fused_kernels(True):  # forced: runs on every x86 tier (oneDNN has AVX2 kernels too)
+        fused = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
+    with fused_kernels(False):  # the plain path under no_grad (in-place GELU, addmm_ residuals)
         plain = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
-    for a, b in zip(fused, plain):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with torch.enable_grad():  # the plain path as autograd runs it
+        reference = (model.encode_tokens(x), model.encode(x), model.reconstruct(x))
+    for a, b, c in zip(fused, plain, reference):
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b, c, atol=1e-5, rtol=1e-5)
 
 
 @torch.no_grad()
@@ -190,7 +194,7 @@ def test_packed_weights_equal_plain_and_follow_weight_changes():
     torch.manual_seed(0)
     layer = torch.nn.Linear(32, 48)
     x = torch.randn(5, 7, 32)
-    with torch.no_grad():
+    with torch.no_grad(), kernels.fused_kernels(True):
         previous = kernels.set_weight_packing(True)
         try:
             torch.testing.assert_close(kernels.linear_gelu(x, layer), F.gelu(layer(x)), atol=1e-6, rtol=1e-6)
@@ -231,20 +235,27 @@ def test_packed_weights_equal_plain_and_follow_weight_changes():
 
 
 @torch.no_grad()
-def test_forward_hooks_on_linear_layers_still_fire_in_fused_inference():
+@pytest.mark.parametrize("fused", [True, False])
+def test_forward_hooks_on_linear_layers_still_fire_in_inference(fused):
+    from models.kernels import fused_kernels
+
     torch.manual_seed(0)
     model = BtnkMAE("test").eval()
     x = torch.randn(2, 3, 64, 64)
-    fused = model.encode(x)
-    seen = []
-    hooks = [model.encoder.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.append(("fc1", o.shape))),
-             model.decoder.decoder_pred.register_forward_pre_hook(lambda m, i: seen.append(("pred", i[0].shape)))]
-    hooked = model.encode(x)
-    model.decode(hooked)
+    with fused_kernels(fused):
+        unhooked = model.encode(x)
+        seen, kept = [], []
+        hooks = [model.encoder.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.append(("fc1", o.shape))),
+                 model.encoder.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: kept.append((o, o.clone()))),
+                 model.decoder.decoder_pred.register_forward_pre_hook(lambda m, i: seen.append(("pred", i[0].shape)))]
+        hooked = model.encode(x)
+        model.decode(hooked)
     for hook in hooks:
         hook.remove()
     assert [name for name, _ in seen] == ["fc1", "pred"]
-    torch.testing.assert_close(hooked, fused, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hooked, unhooked, atol=1e-5, rtol=1e-5)
+    output, copy = kept[0]
+    assert torch.equal(output, copy)  # a hooked layer's output is not changed in place (no GELU on it)
 
 
 @torch.no_grad()

@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="frames decoded per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32", help="inference precision"
+        "--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="fp32",
+        help="inference precision (auto: bf16 where the CPU or GPU has bf16 matrix units, else fp32)"
     )
 
 

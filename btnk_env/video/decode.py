@@ -94,8 +94,9 @@ def iter_decoded(
         latents: ``(T, D)`` or ``(B, T, D)`` float, numpy or torch, any device.
         size: ``(H, W)`` (or an int) of the frames; default the model's trained size ``model.img_size``.
         batch_size: frames decoded per forward pass; bounds the memory used.
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), see
-            :func:`models.precision.for_inference`; outputs are cast to float32 before rounding.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
+            devices with bf16 matrix units, else fp32), see :func:`models.precision.for_inference`;
+            outputs are cast to float32 before rounding.
 
     Yields:
         ``(n, H, W, 3)`` uint8 chunks, ``n <= batch_size``, ``B * T`` frames in all.
@@ -138,7 +139,7 @@ def decode_rollout(
             the size it encoded).
         batch_size: frames decoded per forward pass, on ``model.device``.
         precision: inference precision (``"fp32"``, ``"bf16"``, ``"fp16"`` on CUDA, ``"int8"``
-            on CPU).
+            on CPU, ``"auto"``: bf16 on devices with bf16 matrix units, else fp32).
         progress: called with the number of frames each batch decoded (e.g. ``tqdm.update``).
 
     Returns:

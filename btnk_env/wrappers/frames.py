@@ -85,8 +85,9 @@ class FrameEncoder:
         model: the bottleneck MAE (on the device it should run on).
         size: ``(H, W)`` input size of the encoder (see :func:`target_size`).
         device: ``None`` (where the model is), or the device the model must be on (checked).
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), see
-            :mod:`models.precision`; latents always come back as float32.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16
+            where the device has bf16 matrix units, else fp32), see :mod:`models.precision`;
+            latents always come back as float32. :attr:`precision` holds the one chosen.
 
     Example:
         >>> from models import BtnkMAE
@@ -99,8 +100,8 @@ class FrameEncoder:
         self.model = check_model(model, type(self).__name__)
         self.size = check_img_size(tuple(size), model.patch_size)
         self.device = model_device(model, device, type(self).__name__)
-        self.precision = check_precision(precision, self.device)
-        self._net = for_inference(model, precision)  # the model itself for fp32
+        self.precision = check_precision(precision, self.device)  # "auto" resolved here
+        self._net = for_inference(model, self.precision)  # the model itself for fp32
         self._pinned: Optional[torch.Tensor] = None
 
     @property

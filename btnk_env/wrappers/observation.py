@@ -47,8 +47,8 @@ class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.Rec
         history: number K of latents stacked (1: no stacking).
         device: ``None`` (default: where the model is), or the device the model must already be
             on (``"cpu"``, ``"cuda"``, ``"auto"``, a ``torch.device``; checked, never moved to).
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU); latents are
-            float32 whatever the precision.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
+            devices with bf16 matrix units, else fp32); latents are float32 whatever the precision.
 
     Example:
         >>> from btnk_env.testing import RandomFrames
