@@ -69,6 +69,11 @@ def test_unsupported_precision_device_pairs_explain(precision, device, match):
 
 @pytest.mark.slow
 @torch.no_grad()
+@pytest.mark.skipif(
+    __import__("models.hardware", fromlist=["cpu_tier"]).cpu_tier().lowered,
+    reason="inductor miscompiles under an emulated lower tier (ATEN_CPU_CAPABILITY below the chip: encode off "
+           "by ~1e16, on main too); a real AVX2 machine compiles for its own ISA (docs/cpu_tiers.md)",
+)
 def test_every_compile_mode_matches_eager(tiny_model):
     x = torch.randn(2, 3, 32, 64)
     latent, z = tiny_model.encode(x), torch.randn(2, 64)
