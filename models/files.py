@@ -51,6 +51,7 @@ __all__ = [
     "check_replaceable_dir",
     "claim_dir",
     "clean_stale_temps",
+    "fsync_dir",
     "owner_kind",
 ]
 
@@ -83,7 +84,7 @@ def current_umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: PathLike) -> None:
     """Make a rename in ``folder`` durable (best effort: some file systems cannot fsync folders)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -132,7 +133,7 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -166,7 +167,7 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------------- ownership
@@ -245,7 +246,7 @@ def atomic_dir(path: PathLike, kind: str, fix: str = "choose a new folder name")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from btnk_env.collection.formats import png_bytes as _png_bytes
 from models.files import atomic_write_bytes as _atomic_write_bytes
+from models.files import fsync_dir
 
 __all__ = ["Episode", "EpisodeWriter", "EpisodeFolderWriter", "EpisodeFolder", "is_episode_dataset",
            "DATASET_TYPE", "CONFIG", "INDEX"]
@@ -119,19 +120,6 @@ class EpisodeWriter(Protocol):
 
     def close(self) -> None:
         """Finish (update the dataset's config)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _episode_dir(index: int) -> str:
@@ -243,9 +231,9 @@ class EpisodeFolderWriter:
         buf = io.BytesIO()
         np.savez(buf, **episode.step_arrays())
         _atomic_write_bytes(tmp / STEPS_FILE, buf.getvalue())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         rec = {"index": index, "dir": _episode_dir(index), "num_steps": episode.num_steps, "seed": int(episode.seed),
                "scene": str(episode.scene), "goal": [float(v) for v in episode.goal],
                "return": float(np.sum(episode.rewards, dtype=np.float64)),

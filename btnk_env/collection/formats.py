@@ -56,7 +56,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from models.errors import BtnkEnvError
-from models.files import atomic_write_bytes
+from models.files import atomic_write_bytes, fsync_dir
 
 __all__ = [
     "CONFIG", "MANIFEST", "IMAGES_DIR", "INDEX", "RECORD_KEYS", "SAMPLE_KEYS", "DatasetFormatError",
@@ -125,20 +125,6 @@ def is_shard_spec(path: str) -> bool:
 # ---------------------------------------------------------------------------- atomic files
 def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
-
-
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Make a rename in ``folder`` durable (best effort on file systems without directory fsync)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
