@@ -24,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
     "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
+    "train-dynamics": ("training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
+    "eval-dynamics": ("training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),
+    "imagine": ("btnk_env.imagine", "imagine open loop with a dynamics model and write a truth/imagined/error video"),
 }
 
 
