@@ -50,6 +50,15 @@ def _cfg(tmp_path, data, out="run", steps=12, **extra):
     return load_dynamics_config("configs/dynamics_rooms.yaml", over + [f"{k}={v}" for k, v in extra.items()])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny models only lose time to thread hand-offs (10x on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_synthetic_latents(tmp_path_factory.mktemp("lat") / "lat")
@@ -118,3 +127,16 @@ def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):
     assert err["ridge"] < err["copy"]
     table = markdown_table({"ridge": {1: {"latent_mse": 0.1, "cosine": 0.9, "psnr": 20.0, "ssim": 0.5}}}, (1,))
     assert "| ridge | 0.1000 / 0.900 / 20.00 / 0.500 |" in table
+
+
+def test_shipped_dynamics_model_matches_the_shipped_encoder():
+    """Fails when the shipped encoder is retrained without retraining the dynamics model on its latents."""
+    from models import BtnkMAE
+    from training.encode import model_sha256
+
+    dyn = LatentDynamics.from_pretrained("panorama-rooms-small-dynamics")
+    encoder = BtnkMAE.from_pretrained("panorama-rooms-small")
+    dyn.check_compatible(encoder.latent_dim, 3, model_sha256(encoder))
+    z = torch.zeros(1, dyn.config.context, dyn.latent_dim)
+    assert torch.isfinite(dyn.rollout(z, torch.zeros(1, dyn.config.context - 1, dtype=torch.long),
+                                      torch.zeros(1, 2, dtype=torch.long))).all()
