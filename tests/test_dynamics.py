@@ -108,8 +108,10 @@ def test_mismatches_are_clear_errors():
 def test_config_typos_are_named(tmp_path, data):
     from training.config import ConfigError
 
-    with pytest.raises(ConfigError, match="train.stepz"):
+    with pytest.raises(ConfigError, match=r"'train.stepz' in the command-line overrides; known keys of train: \['batch_size'"):
         _cfg(tmp_path, data, **{"train.stepz": 3})
+    with pytest.raises(ConfigError, match="data.path must be set"):
+        load_dynamics_config(None, ["train.steps=3"])
 
 
 def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):

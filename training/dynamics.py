@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from models.dynamics import DynamicsConfig, LatentDynamics, open_loop_loss
+from models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
 from training import checkpointing as ckpt
 from training import distributed as D
-from training.config import ConfigError, _explain
+from training.config import ConfigError
 from training.dynamics_eval import num_actions_of
 from training.latent_episodes import LatentWindows
 from training.latent_format import LatentDataset
@@ -52,6 +52,10 @@ class DynModelConfig:
     width: int = 256
     depth: int = 2
     heads: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"model.kind must be one of {list(KINDS)}, got {self.kind!r}")
 
 
 @dataclass
@@ -108,6 +112,18 @@ class DynamicsTrainConfig:
     dist: DynDistConfig = field(default_factory=DynDistConfig)
 
 
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    """One line naming the bad key (and the known keys of its section) or the bad value."""
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, ConfigKeyError) or "not in struct" in str(err):
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.structured(DynamicsTrainConfig)
+        node = OmegaConf.select(node, section) if section else node
+        known = sorted(node.keys()) if node is not None and hasattr(node, "keys") else []
+        return ConfigError(f"unknown config key {key!r} in {source}; known keys of {section or 'the config'}: {known}")
+    return ConfigError(f"bad value for {key!r} in {source}: {str(err).splitlines()[0]}")
+
+
 def load_dynamics_config(yaml_path=None, overrides: Sequence[str] = ()) -> DynamicsTrainConfig:
     """Schema <- YAML <- dotlist overrides, as :func:`training.config.load_config` does for the MAE.
 
@@ -115,21 +131,24 @@ def load_dynamics_config(yaml_path=None, overrides: Sequence[str] = ()) -> Dynam
         ConfigError: unknown key (named), wrong type, ``data.path`` missing.
     """
     cfg = OmegaConf.structured(DynamicsTrainConfig)
-    try:
-        if yaml_path is not None:
-            if not Path(yaml_path).is_file():
-                raise ConfigError(f"config file not found: {yaml_path}")
+    if yaml_path is not None:
+        if not Path(yaml_path).is_file():
+            raise ConfigError(f"config file not found: {yaml_path}")
+        try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(yaml_path))
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.steps=100")
+        except OmegaConfBaseException as err:
+            raise _explain(err, str(yaml_path)) from None
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.steps=100")
+    try:
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         if "missing mandatory value" in str(err).lower():
-            raise ConfigError(f"{getattr(err, 'full_key', 'data.path')} must be set (in the YAML or as key=...)") from None
-        raise ConfigError(str(_explain(err, str(yaml_path or "the overrides")))) from None
+            raise ConfigError(f"{getattr(err, 'full_key', None) or 'data.path'} must be set (in the YAML or as key=...)") from None
+        raise _explain(err, "the command-line overrides") from None
     return obj  # type: ignore[return-value]
 
 
