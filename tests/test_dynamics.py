@@ -142,3 +142,13 @@ def test_shipped_dynamics_model_matches_the_shipped_encoder():
     z = torch.zeros(1, dyn.config.context, dyn.latent_dim)
     assert torch.isfinite(dyn.rollout(z, torch.zeros(1, dyn.config.context - 1, dtype=torch.long),
                                       torch.zeros(1, 2, dtype=torch.long))).all()
+
+
+def test_every_dynamics_yaml_loads_against_its_schema():
+    from pathlib import Path
+
+    paths = sorted(Path("configs").glob("dynamics_*.yaml"))
+    assert paths
+    for path in paths:
+        cfg = load_dynamics_config(path, ["data.path=somewhere"])
+        assert cfg.model.kind in ("transformer", "gru") and cfg.data.path == "somewhere"
