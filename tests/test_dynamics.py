@@ -1,6 +1,7 @@
 """The latent dynamics model: training lowers the loss, exact resume, save/load, mismatch errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from training import latent_format as fmt
 from training.dynamics import DynamicsTrainer, load_dynamics_config, train_dynamics
 
 D = 8
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def write_synthetic_latents(root, episodes=6, steps=20, seed=0):
@@ -47,7 +49,7 @@ def _cfg(tmp_path, data, out="run", steps=12, **extra):
     over = [f"data.path={data}", f"io.out_dir={tmp_path / out}", f"train.steps={steps}", "train.batch_size=8",
             "model.width=32", "model.heads=2", "model.depth=1", "data.horizon=3", "optim.warmup_steps=2",
             "optim.lr=3e-3", "io.log_every=1", "io.checkpoint_every=4", "io.progress=false", "train.device=cpu"]
-    return load_dynamics_config("configs/dynamics_rooms.yaml", over + [f"{k}={v}" for k, v in extra.items()])
+    return load_dynamics_config(CONFIGS / "dynamics_rooms.yaml", over + [f"{k}={v}" for k, v in extra.items()])
 
 
 @pytest.fixture(autouse=True)
@@ -145,9 +147,7 @@ def test_shipped_dynamics_model_matches_the_shipped_encoder():
 
 
 def test_every_dynamics_yaml_loads_against_its_schema():
-    from pathlib import Path
-
-    paths = sorted(Path("configs").glob("dynamics_*.yaml"))
+    paths = sorted(CONFIGS.glob("dynamics_*.yaml"))
     assert paths
     for path in paths:
         cfg = load_dynamics_config(path, ["data.path=somewhere"])
