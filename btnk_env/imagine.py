@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections import deque
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             if not 0 <= args.episode < len(folder):
                 raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
             ep = folder.load(args.episode)
-            m = __import__("re").fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
+            m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
             dyn, encoder = load_pair(args.dynamics, args.encoder, int(m.group(1)) if m else 3)
             k = dyn.config.context
             n = min(len(ep.frames), k + args.horizon)
