@@ -33,6 +33,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
     "export-scene": ("btnk_env.envs.export_scene", "export a built-in apartment as a .glb scene that Habitat-Sim loads"),
     "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
+    "train-dynamics": ("training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
+    "eval-dynamics": ("training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),
+    "imagine": ("btnk_env.imagine", "imagine open loop with a dynamics model and write a truth/imagined/error video"),
 }
 
 

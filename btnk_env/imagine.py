@@ -1,0 +1,205 @@
+"""``btnk-env imagine``: watch what the latent dynamics model imagines.
+
+From ``K`` real context frames, the dynamics model (:class:`models.dynamics.LatentDynamics`) imagines open
+loop, the encoder's decoder renders every imagined latent (:func:`btnk_env.video.decode_rollout`), and a
+truth / imagined / error video is written (:func:`btnk_env.video.comparison_frames`: context frames
+framed green, imagined ones red). Two sources of actions:
+
+- ``--episodes FOLDER --episode i``: a recorded episode (``btnk-env collect --mode episodes``), imagined
+  under its recorded actions;
+- ``--plan``: the built-in world (``--world``, ``--seed`` = layout): after ``K - 1`` left turns of
+  context, the shortest action sequence to the goal is planned over the world's free space
+  (:func:`plan_to_goal`, breadth-first over (position, heading) with the world's own collision check),
+  imagined, and also executed in the world for the truth row (REMI's use: see the views along a plan).
+
+The dynamics model's latent width must equal the encoder's and its action count the world's (checked
+before any work); a different encoder sha256 than it was trained on is refused as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections import deque
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+
+def plan_to_goal(env, max_states: int = 200_000) -> List[int]:
+    """Shortest action sequence from the agent's pose to within the goal radius in a built-in world.
+
+    States are (position, heading) reachable with the world's own actions: a ``move_forward`` is kept
+    only if the disc of the agent's radius is free at the target (``layout.is_free``), so executing the
+    plan in the world moves exactly as planned (no sliding). Breadth-first search: every action costs 1.
+
+    Args:
+        env: a reset :class:`btnk_env.envs.panorama_rooms.PanoramaRoomsEnv` (unwrapped or wrapped).
+
+    Returns:
+        The actions (0 forward, 1 left, 2 right); empty if the agent is already at the goal.
+
+    Raises:
+        ValueError: no path within ``max_states`` states.
+    """
+    u = env.unwrapped
+    n_head = int(round(2 * math.pi / u.turn))
+    pos, heading = u.get_pose()
+    start = (float(pos[0]), float(pos[2]))
+    goal, radius, layout = u._goal, u.goal_radius, u.layout
+    h0 = heading
+
+    def key(p, h):
+        return (round(p[0] / 1e-3), round(p[1] / 1e-3), h % n_head)
+
+    def at_goal(p):
+        return math.hypot(p[0] - goal[0], p[1] - goal[1]) < radius
+
+    if at_goal(start):
+        return []
+    parents = {key(start, 0): None}
+    queue = deque([(start, 0)])
+    while queue:
+        p, h = queue.popleft()
+        for action in (0, 1, 2):
+            if action == 0:
+                ang = h0 + h * u.turn
+                q = (p[0] - u.forward_step * math.sin(ang), p[1] - u.forward_step * math.cos(ang))
+                if not layout.is_free(q[0], q[1], u.agent_radius):
+                    continue
+                nh = h
+            else:
+                q, nh = p, (h + (1 if action == 1 else -1)) % n_head
+            k = key(q, nh)
+            if k in parents:
+                continue
+            parents[k] = (key(p, h), action)
+            if action == 0 and at_goal(q):
+                actions = []
+                while parents[k] is not None:
+                    k, a = parents[k]
+                    actions.append(a)
+                return actions[::-1]
+            if len(parents) > max_states:
+                raise ValueError(f"no path to the goal within {max_states} states")
+            queue.append((q, nh))
+    raise ValueError("the goal cannot be reached from the agent's position")
+
+
+def _encode(encoder, frames: np.ndarray) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, D)`` latents, with the wrappers' conversion (as ``btnk-env encode``)."""
+    from btnk_env.wrappers.frames import target_size
+    from models import frames_to_tensor
+
+    x = frames_to_tensor(frames, size=target_size(frames.shape[1:3], encoder))
+    with torch.no_grad():
+        return encoder.encode(x.to(encoder.device)).float().cpu()
+
+
+def load_pair(dynamics: str, encoder_name: Optional[str], num_actions: int):
+    """The dynamics model and its encoder, checked: latent width, action count, encoder weights."""
+    from models import BtnkMAE
+    from models.dynamics import LatentDynamics
+    from training.encode import model_sha256
+
+    dyn = LatentDynamics.from_pretrained(dynamics)
+    encoder = BtnkMAE.from_pretrained(encoder_name or dyn.config.encoder or "panorama-rooms-small").eval()
+    dyn.check_compatible(encoder.latent_dim, num_actions)
+    dyn.check_compatible(encoder.latent_dim, num_actions, model_sha256(encoder))
+    return dyn, encoder
+
+
+def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray, context: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Imagine after the first ``K`` of ``frames`` under ``actions`` and lay out the comparison video.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 true frames; ``actions``: ``(T - 1,)`` the actions between them.
+
+    Returns:
+        ``(video (T, H', W', 3) uint8, decoded (T, h, w, 3) uint8)``: context frames decoded, then imagined.
+    """
+    from btnk_env.video import decode_rollout
+    from btnk_env.video.layout import comparison_frames
+
+    k = dyn.config.context if context is None else context
+    if len(frames) < k + 1 or len(actions) != len(frames) - 1:
+        raise ValueError(f"need at least {k + 1} frames and one action between each two, got {len(frames)} frames "
+                         f"and {len(actions)} actions")
+    z = _encode(encoder, frames[:k])  # (K, D)
+    a = torch.as_tensor(np.asarray(actions), dtype=torch.long)[None]  # (1, T-1)
+    with torch.no_grad():
+        imagined = dyn.rollout(z[None], a[:, :k - 1], a[:, k - 1:])[0]  # (T-K, D)
+    decoded = decode_rollout(encoder, torch.cat([z, imagined]))[0]  # (T, h, w, 3)
+    truth = frames
+    if truth.shape[1:3] != decoded.shape[1:3]:
+        from PIL import Image
+
+        truth = np.stack([np.asarray(Image.fromarray(f).resize(decoded.shape[2:0:-1], Image.BILINEAR)) for f in frames])
+    return comparison_frames(decoded, truth, context=k, columns=1), decoded
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="video path (.mp4, .gif, or a folder of PNGs)")
+    parser.add_argument("--dynamics", default="panorama-rooms-small-dynamics", help="dynamics model folder or bundled name")
+    parser.add_argument("--encoder", default=None, help="the encoder (default: the one the dynamics model names)")
+    parser.add_argument("--episodes", default=None, help="a recorded episode folder (btnk-env collect --mode episodes)")
+    parser.add_argument("--episode", type=int, default=0, help="which episode of --episodes")
+    parser.add_argument("--plan", action="store_true", help="plan the shortest path to the goal in the built-in world")
+    parser.add_argument("--world", default="single_room", help="built-in world for --plan: single_room or apartment")
+    parser.add_argument("--seed", type=int, default=1000, help="layout seed for --plan")
+    parser.add_argument("--height", type=int, default=128, help="panorama height of the built-in world for --plan")
+    parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most")
+    parser.add_argument("--fps", type=float, default=4)
+
+
+def run(args: argparse.Namespace) -> int:
+    from btnk_env.video.io import check_video_path, write_video
+    from models.dynamics import DynamicsMismatchError
+
+    if bool(args.episodes) == bool(args.plan):
+        print("btnk-env imagine: give either --episodes FOLDER (recorded actions) or --plan (built-in world)")
+        return 2
+    try:
+        check_video_path(args.out)
+        if args.episodes:
+            from btnk_env.collection.episode_format import EpisodeFolder
+
+            folder = EpisodeFolder(args.episodes)
+            if not 0 <= args.episode < len(folder):
+                raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
+            ep = folder.load(args.episode)
+            m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
+            dyn, encoder = load_pair(args.dynamics, args.encoder, int(m.group(1)) if m else 3)
+            k = dyn.config.context
+            n = min(len(ep.frames), k + args.horizon)
+            frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
+        else:
+            from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+            env = PanoramaRoomsEnv(height=args.height, world=args.world)
+            dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
+            k = dyn.config.context
+            frames = [env.reset(seed=args.seed)[0]]
+            actions = [1] * (k - 1)
+            for a in actions:
+                frames.append(env.step(a)[0])
+            full = plan_to_goal(env)
+            plan = full[:args.horizon]
+            for a in plan:
+                frames.append(env.step(a)[0])
+            actions += plan
+            frames, actions = np.stack(frames), np.asarray(actions)
+            env.close()
+            print(f"planned {len(full)} actions to the goal in {args.world} layout {args.seed}; imagining {len(plan)}")
+        video, _ = imagine_video(dyn, encoder, frames, actions)
+    except (FileNotFoundError, ValueError, DynamicsMismatchError) as err:
+        print(f"btnk-env imagine: {err}")
+        return 2
+    out = write_video(args.out, video, fps=args.fps)
+    print(f"{len(video)} frames ({k} context, {len(video) - k} imagined) -> {out}")
+    return 0
+
+
+__all__ = ["imagine_video", "load_pair", "plan_to_goal"]

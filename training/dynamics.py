@@ -1,0 +1,307 @@
+"""Training loop of the latent dynamics model (:class:`models.dynamics.LatentDynamics`).
+
+``btnk-env train-dynamics --config configs/dynamics_rooms.yaml [key=value ...]`` (or under
+``torchrun --nproc_per_node=N -m btnk_env train-dynamics ...``). The data is a latent episode dataset
+of ``btnk-env encode`` (docs/latent_datasets.md), read as :class:`training.latent_episodes.LatentWindows`
+of ``K + H`` frames: the loss is the teacher-forced one-step MSE plus ``train.open_loop_weight`` times
+the ``H``-step open-loop MSE (:func:`models.dynamics.open_loop_loss`), in standardized latent units.
+
+The loop reuses the MAE trainer's pieces: the structured-config conventions of
+:mod:`training.config` (dataclasses are the source of truth, YAML files are omegaconf views, a typo'd
+key is an error naming it), atomic checkpoints (:mod:`training.checkpointing`), the warm-up + cosine
+schedule (:mod:`training.lr_sched`), metrics files (:mod:`training.run_log`) and the process group
+(:mod:`training.distributed`). Batches are drawn by a generator seeded with ``(seed, step, rank)``
+and the model has no dropout, so a run resumed from ``checkpoint-latest.pth`` computes exactly the
+weights of the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
+from training import checkpointing as ckpt
+from training import distributed as D
+from training.config import ConfigError
+from training.dynamics_eval import num_actions_of
+from training.latent_episodes import LatentWindows
+from training.latent_format import LatentDataset
+from training.lr_sched import lr_at
+from training.run_log import MetricsWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DynModelConfig:
+    kind: str = "transformer"
+    """``transformer`` or ``gru``."""
+    context: int = 4
+    width: int = 256
+    depth: int = 2
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"model.kind must be one of {list(KINDS)}, got {self.kind!r}")
+
+
+@dataclass
+class DynDataConfig:
+    path: str = "???"
+    """A latent episode folder written by ``btnk-env encode``."""
+    horizon: int = 8
+    """``H``: open-loop steps per training window (windows are ``context + horizon`` frames)."""
+
+
+@dataclass
+class DynOptimConfig:
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass
+class DynTrainConfig:
+    steps: int = 3000
+    batch_size: int = 64
+    open_loop_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    resume: Optional[str] = "auto"
+    """``auto``: continue from ``io.out_dir/checkpoint-latest.pth`` if present; a path; or null."""
+
+
+@dataclass
+class DynIOConfig:
+    out_dir: str = "runs/dynamics"
+    log_every: int = 50
+    checkpoint_every: int = 500
+    progress: bool = True
+
+
+@dataclass
+class DynDistConfig:
+    backend: str = "auto"
+    timeout_s: int = 1800
+
+
+@dataclass
+class DynamicsTrainConfig:
+    """The whole config of ``btnk-env train-dynamics`` (``configs/dynamics_rooms.yaml`` is a view of it)."""
+
+    model: DynModelConfig = field(default_factory=DynModelConfig)
+    data: DynDataConfig = field(default_factory=DynDataConfig)
+    optim: DynOptimConfig = field(default_factory=DynOptimConfig)
+    train: DynTrainConfig = field(default_factory=DynTrainConfig)
+    io: DynIOConfig = field(default_factory=DynIOConfig)
+    dist: DynDistConfig = field(default_factory=DynDistConfig)
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    """One line naming the bad key (and the known keys of its section) or the bad value."""
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, ConfigKeyError) or "not in struct" in str(err):
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.structured(DynamicsTrainConfig)
+        node = OmegaConf.select(node, section) if section else node
+        known = sorted(node.keys()) if node is not None and hasattr(node, "keys") else []
+        return ConfigError(f"unknown config key {key!r} in {source}; known keys of {section or 'the config'}: {known}")
+    return ConfigError(f"bad value for {key!r} in {source}: {str(err).splitlines()[0]}")
+
+
+def load_dynamics_config(yaml_path=None, overrides: Sequence[str] = ()) -> DynamicsTrainConfig:
+    """Schema <- YAML <- dotlist overrides, as :func:`training.config.load_config` does for the MAE.
+
+    Raises:
+        ConfigError: unknown key (named), wrong type, ``data.path`` missing.
+    """
+    cfg = OmegaConf.structured(DynamicsTrainConfig)
+    if yaml_path is not None:
+        if not Path(yaml_path).is_file():
+            raise ConfigError(f"config file not found: {yaml_path}")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(yaml_path))
+        except OmegaConfBaseException as err:
+            raise _explain(err, str(yaml_path)) from None
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.steps=100")
+    try:
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        if "missing mandatory value" in str(err).lower():
+            raise ConfigError(f"{getattr(err, 'full_key', None) or 'data.path'} must be set (in the YAML or as key=...)") from None
+        raise _explain(err, "the command-line overrides") from None
+    return obj  # type: ignore[return-value]
+
+
+def _to_dict(cfg: DynamicsTrainConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def latent_stats(data: LatentDataset) -> tuple:
+    """Per-dimension mean and std ``(D,)`` float32 of every latent of the dataset."""
+    z = np.asarray(data.latents, np.float64)
+    return torch.from_numpy(z.mean(0).astype(np.float32)), torch.from_numpy(z.std(0).astype(np.float32))
+
+
+class DynamicsTrainer:
+    """Builds the model, data and optimizer from a :class:`DynamicsTrainConfig`; :meth:`fit` runs it."""
+
+    def __init__(self, cfg: DynamicsTrainConfig, progress: bool = False) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.ctx = D.init_distributed(cfg.dist.backend, cfg.train.device, cfg.dist.timeout_s)
+        self.device = self.ctx.device
+        self.out_dir = Path(cfg.io.out_dir)
+        m = cfg.model
+        self.data = LatentDataset(cfg.data.path)
+        meta = self.data.meta if hasattr(self.data, "meta") else {}
+        self.windows = LatentWindows(self.data, window=m.context + cfg.data.horizon)
+        num_actions = num_actions_of(self.data)
+        torch.manual_seed(cfg.train.seed)
+        dcfg = DynamicsConfig(latent_dim=int(self.data.latents.shape[1]), num_actions=num_actions, context=m.context,
+                              kind=m.kind, width=m.width, depth=m.depth, heads=m.heads,
+                              encoder=str(meta.get("model", "")), encoder_sha256=str(meta.get("model_sha256", "")))
+        self.model = LatentDynamics(dcfg)
+        self.step = 0
+        state = self._resume_state()
+        if state is not None:
+            self.model = LatentDynamics(DynamicsConfig.from_dict(state["model_config"]))
+            self.model.load_state_dict(state["model"])
+        else:
+            self.model.set_normalization(*latent_stats(self.data))
+        self.model.to(self.device).train()
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.0, weight_decay=o.weight_decay)
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+        self.ddp: nn.Module = self.model
+        if self.ctx.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def _resume_state(self) -> Optional[Dict[str, Any]]:
+        resume = self.cfg.train.resume
+        if not resume:
+            return None
+        path = ckpt.find_latest(self.out_dir) if resume == "auto" else Path(resume)
+        if path is None:
+            return None
+        logger.info("resuming from %s", path)
+        return ckpt.load_checkpoint(path)
+
+    def _batch(self, step: int) -> tuple:
+        """The windows of optimizer step ``step`` on this rank: ``(B, K+H, D)`` latents, ``(B, K+H)`` actions."""
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step * 1009 + self.ctx.rank)
+        idx = torch.randint(len(self.windows), (self.cfg.train.batch_size,), generator=g)
+        items = [self.windows[int(i)] for i in idx]
+        z = torch.stack([it["latents"] for it in items]).to(self.device)
+        a = torch.stack([it["actions"] for it in items]).clamp_min(0).to(self.device)  # -1 (episode end) is never used as input
+        return z, a
+
+    def _save(self, name: str) -> None:
+        if not self.ctx.is_main:
+            return
+        ckpt.save_checkpoint(self.out_dir / name, {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_config": self.model.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "config": _to_dict(self.cfg),
+        })
+
+    def fit(self, stop_after: Optional[int] = None) -> Dict[str, float]:
+        """Train to ``train.steps`` (or only up to step ``stop_after``, for tests); returns the last metrics."""
+        c, o = self.cfg, self.cfg.optim
+        writer = MetricsWriter(self.out_dir) if self.ctx.is_main else None
+        if self.ctx.is_main:
+            (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(c)))
+        bar = None
+        if self.progress and self.ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=c.train.steps, initial=self.step, desc="train-dynamics")
+        std = self.model.latent_std
+        last: Dict[str, float] = {}
+        end = c.train.steps if stop_after is None else min(stop_after, c.train.steps)
+        t0 = time.time()
+        while self.step < end:
+            lr = lr_at(self.step, o.lr, c.train.steps, o.warmup_steps, o.min_lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            z, a = self._batch(self.step)
+            tf, ol = open_loop_loss(self.ddp, z, a, std)
+            loss = tf + c.train.open_loop_weight * ol
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite dynamics loss at step {self.step}; lower optim.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            last = {"step": self.step, "loss": loss.item(), "teacher_forced": tf.item(), "open_loop": ol.item(),
+                    "lr": lr, "time_s": round(time.time() - t0, 2)}
+            if writer is not None and (self.step % c.io.log_every == 0 or self.step == end):
+                writer.write(last)
+            if self.step % c.io.checkpoint_every == 0 or self.step == end:
+                self._save(ckpt.LATEST)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        if self.ctx.is_main and self.step >= c.train.steps:
+            self.model.save_pretrained(self.out_dir / "final")
+        return last
+
+
+def train_dynamics(cfg: DynamicsTrainConfig, progress: bool = False, stop_after: Optional[int] = None) -> DynamicsTrainer:
+    """Run (or resume) a training; returns the trainer (``.model``, ``.step``)."""
+    trainer = DynamicsTrainer(cfg, progress=progress)
+    trainer.fit(stop_after=stop_after)
+    return trainer
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (a view of DynamicsTrainConfig), e.g. configs/dynamics_rooms.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 data.path=...")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        cfg = load_dynamics_config(args.config, args.overrides)
+        trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"btnk-env train-dynamics: {err}")
+        return 2
+    last = trainer.fit()
+    if trainer.ctx.is_main:
+        print(f"step {trainer.step}: loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out_dir / 'final'}")
+    D.shutdown()
+    return 0
+
+
+__all__ = ["DynamicsTrainConfig", "DynamicsTrainer", "load_dynamics_config", "train_dynamics"]
