@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Union
@@ -33,6 +32,8 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from models.files import atomic_path, atomic_write_text, claim_dir
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -168,13 +169,12 @@ class LatentDynamics(nn.Module):
         """Write ``model.safetensors`` (``dtype``; buffers stay float32) and ``config.json``, each atomically."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = claim_dir(folder, "dynamics-model", "choose a new folder for the model")
         state = {k: (v.detach().to(dtype) if k not in ("latent_mean", "latent_std") else v.detach().float()).contiguous()
                  for k, v in self.state_dict().items()}
-        _atomic(folder / "model.safetensors", lambda p: save_file(state, str(p)))
-        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        _atomic(folder / "config.json", lambda p: Path(p).write_text(text))
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        atomic_write_text(folder / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
         return folder
 
     @classmethod
@@ -209,20 +209,6 @@ class LatentDynamics(nn.Module):
             raise DynamicsMismatchError(
                 f"the dynamics model was trained on latents of encoder sha256 {c.encoder_sha256[:12]}..., "
                 f"this encoder is {encoder_sha256[:12]}...; retrain the dynamics model on this encoder's latents")
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide shipped weights from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def open_loop_loss(model: nn.Module, latents: torch.Tensor, actions: torch.Tensor, std: torch.Tensor) -> tuple:

@@ -32,6 +32,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
+from models.files import atomic_write_text
+from training.run_folder import claim_run_folder
 from training import checkpointing as ckpt
 from training import distributed as D
 from training.config import ConfigError
@@ -84,6 +86,8 @@ class DynTrainConfig:
     device: str = "auto"
     resume: Optional[str] = "auto"
     """``auto``: continue from ``io.out_dir/checkpoint-latest.pth`` if present; a path; or null."""
+    overwrite: bool = False
+    """Start over in an ``io.out_dir`` that holds a run (its own files are removed); needs ``resume: null``."""
 
 
 @dataclass
@@ -170,6 +174,7 @@ class DynamicsTrainer:
         self.ctx = D.init_distributed(cfg.dist.backend, cfg.train.device, cfg.dist.timeout_s)
         self.device = self.ctx.device
         self.out_dir = Path(cfg.io.out_dir)
+        self._run_folder = claim_run_folder(self.ctx, self.out_dir, cfg.train.resume, cfg.train.overwrite)  # locked
         m = cfg.model
         self.data = LatentDataset(cfg.data.path)
         meta = self.data.meta if hasattr(self.data, "meta") else {}
@@ -233,7 +238,7 @@ class DynamicsTrainer:
         c, o = self.cfg, self.cfg.optim
         writer = MetricsWriter(self.out_dir) if self.ctx.is_main else None
         if self.ctx.is_main:
-            (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(c)))
+            atomic_write_text(self.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(c)))
         bar = None
         if self.progress and self.ctx.is_main:
             from tqdm import tqdm
@@ -273,7 +278,14 @@ class DynamicsTrainer:
             writer.close()
         if self.ctx.is_main and self.step >= c.train.steps:
             self.model.save_pretrained(self.out_dir / "final")
+        self.close()
         return last
+
+    def close(self) -> None:
+        """Release the run folder (done by :meth:`fit`; for a trainer that is built but never fitted)."""
+        if self._run_folder is not None:
+            self._run_folder.release()
+            self._run_folder = None
 
 
 def train_dynamics(cfg: DynamicsTrainConfig, progress: bool = False, stop_after: Optional[int] = None) -> DynamicsTrainer:

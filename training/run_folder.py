@@ -136,3 +136,25 @@ class RunFolder:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+def claim_run_folder(ctx, out_dir: Union[str, "os.PathLike[str]"], resume: Optional[str], overwrite: bool) -> Optional[RunFolder]:
+    """Lock and check ``out_dir`` on rank 0 (``ctx``: :class:`training.distributed.DistContext`);
+    under ``torchrun`` every rank stops with rank 0's refusal instead of hanging. Returns rank 0's
+    held :class:`RunFolder` (``None`` on the other ranks); release it when the run ends."""
+    from training import distributed as D
+
+    folder, problem = None, None
+    if ctx.is_main:
+        folder = RunFolder(out_dir, resume, overwrite)
+        try:
+            folder.acquire()
+        except Exception as err:  # noqa: BLE001 - sent to the other ranks, then raised
+            problem = err
+    if ctx.enabled:
+        messages = D.all_gather_objects(None if problem is None else str(problem))
+        if problem is None and messages[0] is not None:
+            raise RunFolderError(messages[0])
+    if problem is not None:
+        raise problem
+    return folder

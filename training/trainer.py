@@ -44,7 +44,7 @@ from training.datasets import DatasetError, collate_skip, dataset_from_config
 from training.losses import bottleneck_losses
 from training.lr_sched import lr_at, param_groups, peak_lr, set_lr
 from models.files import atomic_write_text
-from training.run_folder import RunFolder, RunFolderError
+from training.run_folder import claim_run_folder
 from training.run_log import MetricsWriter, save_png, snapshot_grid
 from training.sampler import EpochBatchSampler
 from training.shard_stream import ShardStream
@@ -118,30 +118,12 @@ class Trainer:
         if t.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("train.precision=fp16 needs CUDA; use train.precision=bf16 on the CPU")
         self.out_dir = Path(cfg.io.out_dir)
-        self._run_folder = self._claim_run_folder()
+        self._run_folder = claim_run_folder(self.ctx, self.out_dir, self.cfg.train.resume, self.cfg.train.overwrite)
         try:
             self._build(cfg)
         except BaseException:
             self.close()
             raise
-
-    def _claim_run_folder(self) -> Optional[RunFolder]:
-        """Lock and check ``io.out_dir`` on rank 0 (:mod:`training.run_folder`); every rank stops if it refuses."""
-        t = self.cfg.train
-        folder, problem = None, None
-        if self.ctx.is_main:
-            folder = RunFolder(self.out_dir, t.resume, t.overwrite)
-            try:
-                folder.acquire()
-            except Exception as err:  # noqa: BLE001 - sent to the other ranks, then raised
-                problem = err
-        if self.ctx.enabled:
-            messages = D.all_gather_objects(None if problem is None else str(problem))
-            if problem is None and messages[0] is not None:
-                raise RunFolderError(messages[0])
-        if problem is not None:
-            raise problem
-        return folder
 
     def close(self) -> None:
         """Release the run folder (done by :meth:`fit`; for a trainer that is built but never fitted)."""
