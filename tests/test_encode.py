@@ -224,6 +224,32 @@ def test_latent_windows_never_cross_episodes(encoded):
     assert batch["latents"].shape == (8, 4, lat.latent_dim) and batch["actions"].dtype == torch.int64
 
 
+def test_encode_killed_with_sigkill_at_a_random_chunk_resumes_exactly(episodes, model_dir, encoded, tmp_path):
+    """A real kill (SIGKILL: no cleanup, no exception) after a random chunk; the rerun encodes the
+    remaining chunks once each and the result equals an uninterrupted encode."""
+    import random
+
+    k = random.randrange(0, 7)  # the chunk after which the process dies (of 8 chunks)
+    out = tmp_path / "killed"
+    code = (
+        "import os, signal\n"
+        "from training.encode import encode_dataset\n"
+        f"def cb(c):\n    if c == {k}: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"encode_dataset({str(episodes)!r}, {str(out)!r}, {str(model_dir)!r}, chunk_size=5, batch_size=5, "
+        "workers=0, device='cpu', progress=False, on_chunk=cb)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, f"kill after chunk {k}: {proc.returncode} {proc.stderr[-2000:]}"
+    resumed = []
+    encode_dataset(episodes, out, model_dir, chunk_size=5, batch_size=5, workers=0, device="cpu", progress=False,
+                   on_chunk=resumed.append)
+    assert resumed == list(range(k + 1, 8)), f"killed after chunk {k}, then re-encoded {resumed}"
+    a, b = LatentDataset(encoded), LatentDataset(out)
+    np.testing.assert_allclose(a.latents, b.latents, atol=1e-6, rtol=0)
+    assert np.array_equal(a.offsets, b.offsets) and np.array_equal(a.actions, b.actions)
+
+
 def test_two_process_torchrun_encode_equals_one_process(episodes, model_dir, encoded, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "btnk_env",
            "encode", str(episodes), "--out", str(tmp_path / "two"), "--model", str(model_dir), "--chunk-size", "5",
