@@ -110,6 +110,14 @@ def find_latest(out_dir: PathLike) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def resume_path(out_dir: PathLike, resume: Optional[str]) -> Optional[Path]:
+    """The checkpoint ``train.resume`` names: ``None``/empty -> none, ``"auto"`` -> :func:`find_latest`
+    (``None`` if the run has none yet), anything else -> that path."""
+    if not resume:
+        return None
+    return find_latest(out_dir) if resume == "auto" else Path(resume)
+
+
 def get_rng_state() -> Dict[str, Any]:
     """This process's RNG states as tensors and plain values."""
     kind, key, pos, has_gauss, cached = np.random.get_state()

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from omegaconf import OmegaConf
@@ -282,17 +282,17 @@ class TrainConfig:
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _schema():
-    return OmegaConf.structured(TrainConfig)
+def _schema(schema: type = None):
+    return OmegaConf.structured(schema or TrainConfig)
 
 
-def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+def _explain(err: OmegaConfBaseException, source: str, schema: type = None) -> ConfigError:
     key = getattr(err, "full_key", None) or ""
     if isinstance(err, ConfigKeyError) or "not in struct" in str(err) or "Key '" in str(err) and "not in" in str(err):
         section = key.rsplit(".", 1)[0] if "." in key else ""
         known = ""
         try:
-            node = OmegaConf.select(_schema(), section) if section else _schema()
+            node = OmegaConf.select(_schema(schema), section) if section else _schema(schema)
             known = f"; known keys of {section or 'the config'}: {sorted(node.keys())}"
         except Exception:  # pragma: no cover - best effort hint
             pass
@@ -302,9 +302,12 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"invalid config in {source}: {err}")
 
 
-def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = ()):
-    """The merged omegaconf ``DictConfig`` (schema <- yaml <- dotlist), unvalidated cross-fields."""
-    cfg = _schema()
+def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = (), schema: type = None):
+    """The merged omegaconf ``DictConfig`` (schema <- yaml <- dotlist), unvalidated cross-fields.
+
+    ``schema``: the config dataclass (default :class:`TrainConfig`; the world-model trainer passes its own).
+    """
+    cfg = _schema(schema)
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.is_file():
@@ -312,7 +315,7 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         except OmegaConfBaseException as err:
-            raise _explain(err, str(path)) from None
+            raise _explain(err, str(path), schema) from None
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{path} does not fit the config: {err}") from None
         except yaml.YAMLError as err:  # also a python/object tag: the safe loader never constructs one
@@ -324,7 +327,7 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         except OmegaConfBaseException as err:
-            raise _explain(err, "the command-line overrides") from None
+            raise _explain(err, "the command-line overrides", schema) from None
         except (TypeError, ValueError) as err:  # omegaconf: "Cannot merge incompatible container types"
             raise ConfigError(f"the command-line overrides do not fit the config: {err}; e.g. optim.betas=[0.9,0.95]") from None
         except yaml.YAMLError as err:
@@ -333,25 +336,27 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
     return cfg
 
 
-def load_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Load a :class:`TrainConfig` from an optional YAML file plus dotlist overrides.
+def load_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = (), schema: type = None) -> Any:
+    """Load a :class:`TrainConfig` (or another ``schema`` dataclass) from an optional YAML file
+    plus dotlist overrides.
 
     Raises:
         ConfigError: unknown key (named), wrong type, missing ``data.path`` or an invalid value.
     """
-    cfg = merge_config(yaml_path, overrides)
+    schema = schema or TrainConfig
+    cfg = merge_config(yaml_path, overrides, schema)
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         if "missing mandatory value" in str(err).lower():
             key = getattr(err, "full_key", None) or "a required key"
             raise ConfigError(f"{key} must be set (in the YAML or as {key}=...)") from None
-        raise _explain(err, str(yaml_path or "the config")) from None
-    assert isinstance(obj, TrainConfig)
+        raise _explain(err, str(yaml_path or "the config"), schema) from None
+    assert isinstance(obj, schema)
     return obj
 
 
-def to_dict(cfg: TrainConfig) -> dict:
+def to_dict(cfg: Any) -> dict:
     """Plain nested dict (for checkpoints and logs)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
@@ -364,7 +369,7 @@ def from_dict(values: dict) -> TrainConfig:
         raise _explain(err, "the stored config") from None
 
 
-def to_yaml(cfg: TrainConfig) -> str:
+def to_yaml(cfg: Any) -> str:
     """YAML text of a config (written next to the checkpoints as ``config.yaml``)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 

@@ -28,15 +28,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
 from models.files import atomic_write_text
 from training.run_folder import claim_run_folder
 from training import checkpointing as ckpt
 from training import distributed as D
-from training.config import ConfigError
+from training.config import ConfigError, DistConfig, load_config, to_dict, to_yaml
 from training.dynamics_eval import num_actions_of
 from training.latent_episodes import LatentWindows
 from training.latent_format import LatentDataset
@@ -99,12 +97,6 @@ class DynIOConfig:
 
 
 @dataclass
-class DynDistConfig:
-    backend: str = "auto"
-    timeout_s: int = 1800
-
-
-@dataclass
 class DynamicsTrainConfig:
     """The whole config of ``btnk-env train-dynamics`` (``configs/dynamics_rooms.yaml`` is a view of it)."""
 
@@ -113,51 +105,17 @@ class DynamicsTrainConfig:
     optim: DynOptimConfig = field(default_factory=DynOptimConfig)
     train: DynTrainConfig = field(default_factory=DynTrainConfig)
     io: DynIOConfig = field(default_factory=DynIOConfig)
-    dist: DynDistConfig = field(default_factory=DynDistConfig)
-
-
-def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
-    """One line naming the bad key (and the known keys of its section) or the bad value."""
-    key = getattr(err, "full_key", None) or ""
-    if isinstance(err, ConfigKeyError) or "not in struct" in str(err):
-        section = key.rsplit(".", 1)[0] if "." in key else ""
-        node = OmegaConf.structured(DynamicsTrainConfig)
-        node = OmegaConf.select(node, section) if section else node
-        known = sorted(node.keys()) if node is not None and hasattr(node, "keys") else []
-        return ConfigError(f"unknown config key {key!r} in {source}; known keys of {section or 'the config'}: {known}")
-    return ConfigError(f"bad value for {key!r} in {source}: {str(err).splitlines()[0]}")
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def load_dynamics_config(yaml_path=None, overrides: Sequence[str] = ()) -> DynamicsTrainConfig:
-    """Schema <- YAML <- dotlist overrides, as :func:`training.config.load_config` does for the MAE.
+    """Schema <- YAML <- dotlist overrides, through :func:`training.config.load_config` (the same
+    checks and one-line errors as the MAE configs).
 
     Raises:
         ConfigError: unknown key (named), wrong type, ``data.path`` missing.
     """
-    cfg = OmegaConf.structured(DynamicsTrainConfig)
-    if yaml_path is not None:
-        if not Path(yaml_path).is_file():
-            raise ConfigError(f"config file not found: {yaml_path}")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(yaml_path))
-        except OmegaConfBaseException as err:
-            raise _explain(err, str(yaml_path)) from None
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must be key=value (dotlist), got {bad}; e.g. train.steps=100")
-    try:
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        obj = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as err:
-        if "missing mandatory value" in str(err).lower():
-            raise ConfigError(f"{getattr(err, 'full_key', None) or 'data.path'} must be set (in the YAML or as key=...)") from None
-        raise _explain(err, "the command-line overrides") from None
-    return obj  # type: ignore[return-value]
-
-
-def _to_dict(cfg: DynamicsTrainConfig) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    return load_config(yaml_path, overrides, DynamicsTrainConfig)
 
 
 def latent_stats(data: LatentDataset) -> tuple:
@@ -204,10 +162,7 @@ class DynamicsTrainer:
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def _resume_state(self) -> Optional[Dict[str, Any]]:
-        resume = self.cfg.train.resume
-        if not resume:
-            return None
-        path = ckpt.find_latest(self.out_dir) if resume == "auto" else Path(resume)
+        path = ckpt.resume_path(self.out_dir, self.cfg.train.resume)
         if path is None:
             return None
         logger.info("resuming from %s", path)
@@ -230,15 +185,22 @@ class DynamicsTrainer:
             "model_config": self.model.config.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "config": _to_dict(self.cfg),
+            "config": to_dict(self.cfg),
         })
 
     def fit(self, stop_after: Optional[int] = None) -> Dict[str, float]:
-        """Train to ``train.steps`` (or only up to step ``stop_after``, for tests); returns the last metrics."""
+        """Train to ``train.steps`` (or only up to step ``stop_after``, for tests); returns the last
+        metrics. The run folder is released at the end, also on an error."""
+        try:
+            return self._fit(stop_after)
+        finally:
+            self.close()
+
+    def _fit(self, stop_after: Optional[int]) -> Dict[str, float]:
         c, o = self.cfg, self.cfg.optim
         writer = MetricsWriter(self.out_dir) if self.ctx.is_main else None
         if self.ctx.is_main:
-            atomic_write_text(self.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(c)))
+            atomic_write_text(self.out_dir / "config.yaml", to_yaml(c))
         bar = None
         if self.progress and self.ctx.is_main:
             from tqdm import tqdm
@@ -278,7 +240,6 @@ class DynamicsTrainer:
             writer.close()
         if self.ctx.is_main and self.step >= c.train.steps:
             self.model.save_pretrained(self.out_dir / "final")
-        self.close()
         return last
 
     def close(self) -> None:

@@ -187,10 +187,10 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _resume_state(self) -> Optional[Dict[str, Any]]:
         resume = self.cfg.train.resume
-        if not resume:
-            return None
-        path = ckpt.find_latest(self.out_dir) if resume == "auto" else Path(resume)
+        path = ckpt.resume_path(self.out_dir, resume)
         if path is None:
+            if not resume:
+                return None
             logger.info("train.resume=auto: no checkpoint in %s, starting a new run", self.out_dir)
             return None
         state = ckpt.load_checkpoint(path)
