@@ -17,28 +17,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from models import BtnkMAE
+from models.files import atomic_write_text
 from training.checkpointing import LATEST, load_checkpoint
 from training.datasets import build_dataset
 from training.evaluate import evaluate
+from training.run_log import save_png
 
 
 def write_json(path: Path, value: dict) -> None:
-    """Write ``value`` to ``path`` atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
+    """Write ``value`` to ``path`` atomically (the package's one writer: umask permissions)."""
+    atomic_write_text(path, json.dumps(value, indent=1))
 
 
 def train_losses(run: Path) -> dict[int, float]:
@@ -134,9 +132,7 @@ def plot(curve: dict, out: Path, target: float | None = None) -> Path:
         if ys:
             draw.text((ox + W - pad_r - 150, pad_t + 6), f"step {steps[-1]}: {ys[-1]:.3f}" if hi - lo < 1 else
                       f"step {steps[-1]}: {ys[-1]:.2f}", fill=(20, 80, 200))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
-    return out
+    return save_png(out, np.asarray(img))
 
 
 def main() -> None:

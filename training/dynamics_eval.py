@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from models.files import atomic_write_text
 from training.latent_format import LatentDataset
 
 HORIZONS = (1, 5, 10, 20, 30)
@@ -241,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report['_rollouts']} rollouts of {max(HORIZONS)} steps from {dyn.config.context} context frames\n")
     print(markdown_table(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
     if args.out:
         print(f"plot: {plot(report, args.out)}")
     return 0
