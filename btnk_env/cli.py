@@ -21,7 +21,6 @@ import importlib
 import sys
 from typing import Sequence
 
-from models.errors import run_cli
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -74,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"btnk-env {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    from models.errors import run_cli  # here, not at the top: importing models imports torch (~1.4 s)
+
     return run_cli(module.run, args, f"btnk-env {name}")
 
 
