@@ -3,6 +3,12 @@
 Creates the built-in panorama world, wraps it with the shipped bottleneck-MAE encoder, runs a
 policy for one episode, decodes every latent back to a panorama, and writes the
 truth / decoded / error comparison video, a still of it, and a short report.
+
+``btnk-env demo --imagine`` is the imagination mode (:func:`run_imagination_demo`): in a held-out
+layout of the world the shipped dynamics model was trained in, the agent looks around for a few
+context frames, the shortest path to the goal is planned, and the dynamics model imagines the views
+along it open loop; the truth / imagined / error video, a still and a report (imagined PSNR beside
+the copy-last baseline) are written.
 """
 
 from __future__ import annotations
@@ -26,18 +32,34 @@ DEFAULT_MODEL = "panorama-rooms-small"
 SHIPPED_AGENT = Path(__file__).resolve().parent / "agents" / "ppo_single_room" / "ppo_latents.zip"
 
 
+DEFAULT_DYNAMICS = "panorama-rooms-small-dynamics"
+#: Defaults of the two modes: ``(out, world, height, layout seed)``. The imagination mode runs where
+#: the shipped dynamics model was trained (single rooms at 128x256) in a held-out layout.
+MODE_DEFAULTS = {"episode": (Path("runs/demo"), "apartment", 256, 15),
+                 "imagine": (Path("runs/demo_imagine"), "single_room", 128, 1002)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/demo, with --imagine runs/demo_imagine)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path (anything BtnkMAE.from_pretrained loads)")
     parser.add_argument("--steps", type=int, default=150, help="maximum environment steps (default: 150)")
-    parser.add_argument("--height", type=int, default=256, help="panorama height H of the world, width 2H (default: 256)")
-    parser.add_argument("--seed", type=int, default=15, help="apartment layout seed (default: 15)")
-    parser.add_argument("--world", default="apartment", help="built-in world preset: apartment or single_room")
+    parser.add_argument("--height", type=int, default=None,
+                        help="panorama height H of the world, width 2H (default: 256, with --imagine 128)")
+    parser.add_argument("--seed", type=int, default=None, help="layout seed (default: 15, with --imagine 1002: a held-out layout with a 15-step path)")
+    parser.add_argument("--world", default=None,
+                        help="built-in world preset: apartment or single_room (default: apartment, with --imagine single_room)")
+    parser.add_argument("--imagine", action="store_true",
+                        help="imagination mode: the shipped dynamics model imagines the views along a planned path "
+                             "to the goal (open loop, after a few real context frames)")
+    parser.add_argument("--dynamics", default=DEFAULT_DYNAMICS,
+                        help=f"dynamics model for --imagine (default: {DEFAULT_DYNAMICS}; it names its encoder)")
+    parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most, for --imagine (default: 30)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--precision", default="auto",
                         help="auto (bf16 where the CPU or GPU has bf16 matrix units, else fp32; the default), "
                              "fp32, bf16, fp16 (CUDA) or int8 (CPU)")
-    parser.add_argument("--fps", type=float, default=8.0, help="video frame rate")
+    parser.add_argument("--fps", type=float, default=None, help="video frame rate (default: 8, with --imagine 4)")
     parser.add_argument("--agent", default=None,
                         help="'shipped' (the PPO agent trained in --world single_room on the shipped model's "
                              "latents) or a stable-baselines3 PPO .zip trained on this model's latents "
@@ -201,6 +223,71 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     return report
 
 
+def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str = "single_room", height: int = 128,
+                         seed: int = 1002, horizon: int = 30, fps: float = 4.0) -> dict[str, Any]:
+    """The imagination mode: imagine the views along a planned path; returns the report (also
+    written to ``out/report.json``).
+
+    The dynamics model and its encoder are loaded and checked against the world (latent width,
+    action count, encoder weights) before anything is rendered. Quality figures compare the
+    imagined frames and the copy-last baseline (the last context frame's latent decoded at every
+    step) with the frames the world renders along the same actions.
+    """
+    from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+    from btnk_env.imagine import imagine_video, load_pair, planned_rollout
+    from btnk_env.video.io import check_video_path, write_video
+    from models import resize_frames
+    from models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+    from models.metrics import psnr
+
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    out = Path(out)
+    check_replaceable_dir(out, "demo-imagine", "choose another --out folder")  # before any work
+    video_path = check_video_path(out / "imagined.mp4")
+    env = PanoramaRoomsEnv(height=height, world=world)
+    try:
+        dyn, encoder = load_pair(dynamics, None, int(env.action_space.n))
+        k = dyn.config.context
+        start = time.perf_counter()
+        frames, actions, planned = planned_rollout(env, seed, k, horizon)  # (T, H, W, 3), (T - 1,)
+    finally:
+        env.close()
+    video, decoded = imagine_video(dyn, encoder, frames, actions)  # decoded: (T, h, w, 3), context then imagined
+    seconds = time.perf_counter() - start
+    truth = resize_frames(frames, decoded.shape[1:3])  # (T, h, w, 3)
+    imagined = psnr(truth[k:], decoded[k:])  # (T - K,)
+    copy_last = psnr(truth[k:], np.repeat(decoded[k - 1:k], len(truth) - k, axis=0))  # (T - K,)
+
+    claim_dir(out, "demo-imagine", "choose another --out folder")
+    write_video(video_path, video, fps=fps)
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(video[min(len(video) - 1, k + 9)]).save(png, format="PNG")  # 10 steps into imagination
+    still = out / "still.png"
+    atomic_write_bytes(still, png.getvalue())
+    at = {h: (round(float(imagined[h - 1]), 2), round(float(copy_last[h - 1]), 2))
+          for h in (1, 5, 10, 20, 30) if h <= len(imagined)}
+    report = {
+        "dynamics": dynamics,
+        "encoder": dyn.config.encoder,
+        "world": f"btnk_env/PanoramaRooms-v0, {world}, layout seed {seed}, {height}x{2 * height} panoramas",
+        "context_frames": k,
+        "planned_actions": planned,
+        "imagined_steps": len(imagined),
+        "imagined_psnr_db_mean": round(float(np.mean(imagined)), 2),
+        "copy_last_psnr_db_mean": round(float(np.mean(copy_last)), 2),
+        "psnr_db_at_step": {str(h): {"imagined": a, "copy_last": b} for h, (a, b) in at.items()},
+        "seconds": round(seconds, 1),
+        "files": {"video": str(video_path), "still": str(still), "report": str(out / "report.json")},
+    }
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def _earlier_demo(folder: Path) -> bool:
     """An unmarked folder an earlier version of the demo wrote: its four files only."""
     return {p.name for p in folder.iterdir()} <= {"episode.mp4", "still.png", "latents.npy", "report.json"}
@@ -208,15 +295,29 @@ def _earlier_demo(folder: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    report = run_demo(args.out, args.model, args.steps, args.height, args.seed, args.world, args.device,
-                      args.precision, args.fps, args.agent)
-    print()
-    print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")
-    for key in ("model", "policy", "world", "model_input", "steps", "episode_return", "success", "latent_dim",
-                "env_steps_per_s", "decoded_frames_per_s", "psnr_db_mean", "psnr_db_min"):
-        print(f"  {key:<22} {report[key]}")
-    if report["warning"]:
-        print(f"  WARNING: {report['warning']}")
+    mode = "imagine" if args.imagine else "episode"
+    out, world, height, seed = (given if given is not None else default for given, default in
+                                zip((args.out, args.world, args.height, args.seed), MODE_DEFAULTS[mode]))
+    if args.imagine:
+        report = run_imagination_demo(out, args.dynamics, world, height, seed, args.horizon,
+                                      4.0 if args.fps is None else args.fps)
+        print()
+        print("btnk-env demo --imagine: a world model imagines the views along a planned path")
+        for key in ("dynamics", "encoder", "world", "context_frames", "planned_actions", "imagined_steps",
+                    "imagined_psnr_db_mean", "copy_last_psnr_db_mean", "seconds"):
+            print(f"  {key:<24} {report[key]}")
+        for step, row in report["psnr_db_at_step"].items():
+            print(f"  PSNR at step {step:<11} imagined {row['imagined']} dB, copy-last {row['copy_last']} dB")
+    else:
+        report = run_demo(out, args.model, args.steps, height, seed, world, args.device,
+                          args.precision, 8.0 if args.fps is None else args.fps, args.agent)
+        print()
+        print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")
+        for key in ("model", "policy", "world", "model_input", "steps", "episode_return", "success", "latent_dim",
+                    "env_steps_per_s", "decoded_frames_per_s", "psnr_db_mean", "psnr_db_min"):
+            print(f"  {key:<22} {report[key]}")
+        if report["warning"]:
+            print(f"  WARNING: {report['warning']}")
     print("files:")
     for key, path in report["files"].items():
         print(f"  {key:<8} {path}")

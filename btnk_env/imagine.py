@@ -88,6 +88,27 @@ def plan_to_goal(env, max_states: int = 200_000) -> List[int]:
     raise ValueError("the goal cannot be reached from the agent's position")
 
 
+def planned_rollout(env, seed: int, context: int, horizon: int) -> Tuple[np.ndarray, np.ndarray, int]:
+    """True frames of a planned path to the goal in a built-in world, with ``context`` frames before it.
+
+    The agent is reset to layout ``seed`` and turns left ``context - 1`` times (the context frames: the
+    model sees the room around it), then follows the first ``horizon`` actions of :func:`plan_to_goal`.
+
+    Returns:
+        ``(frames (T, H, W, 3) uint8, actions (T - 1,) int64, planned)``: ``T = context + min(horizon,
+        planned)``, ``planned`` the length of the whole plan to the goal.
+    """
+    frames = [env.reset(seed=seed)[0]]
+    actions = [1] * (context - 1)
+    for a in actions:
+        frames.append(env.step(a)[0])
+    full = plan_to_goal(env)
+    for a in full[:horizon]:
+        frames.append(env.step(a)[0])
+    actions += full[:horizon]
+    return np.stack(frames), np.asarray(actions, dtype=np.int64), len(full)
+
+
 def _encode(encoder, frames: np.ndarray) -> torch.Tensor:
     """``(T, H, W, 3)`` uint8 -> ``(T, D)`` latents, with the wrappers' conversion (as ``btnk-env encode``)."""
     from btnk_env.wrappers.frames import target_size
@@ -122,6 +143,7 @@ def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray, context
     """
     from btnk_env.video import decode_rollout
     from btnk_env.video.layout import comparison_frames
+    from models import resize_frames
 
     k = dyn.config.context if context is None else context
     if len(frames) < k + 1 or len(actions) != len(frames) - 1:
@@ -132,11 +154,7 @@ def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray, context
     with torch.no_grad():
         imagined = dyn.rollout(z[None], a[:, :k - 1], a[:, k - 1:])[0]  # (T-K, D)
     decoded = decode_rollout(encoder, torch.cat([z, imagined]))[0]  # (T, h, w, 3)
-    truth = frames
-    if truth.shape[1:3] != decoded.shape[1:3]:
-        from PIL import Image
-
-        truth = np.stack([np.asarray(Image.fromarray(f).resize(decoded.shape[2:0:-1], Image.BILINEAR)) for f in frames])
+    truth = resize_frames(frames, decoded.shape[1:3])  # (T, h, w, 3), as the encoder saw them
     return comparison_frames(decoded, truth, context=k, columns=1), decoded
 
 
@@ -179,20 +197,14 @@ def run(args: argparse.Namespace) -> int:
             from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 
             env = PanoramaRoomsEnv(height=args.height, world=args.world)
-            dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
-            k = dyn.config.context
-            frames = [env.reset(seed=args.seed)[0]]
-            actions = [1] * (k - 1)
-            for a in actions:
-                frames.append(env.step(a)[0])
-            full = plan_to_goal(env)
-            plan = full[:args.horizon]
-            for a in plan:
-                frames.append(env.step(a)[0])
-            actions += plan
-            frames, actions = np.stack(frames), np.asarray(actions)
-            env.close()
-            print(f"planned {len(full)} actions to the goal in {args.world} layout {args.seed}; imagining {len(plan)}")
+            try:
+                dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
+                k = dyn.config.context
+                frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
+            finally:
+                env.close()
+            print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
+                  f"imagining {len(actions) - (k - 1)}")
         video, _ = imagine_video(dyn, encoder, frames, actions)
     except (FileNotFoundError, ValueError, DynamicsMismatchError) as err:
         print(f"btnk-env imagine: {err}")
@@ -202,4 +214,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["imagine_video", "load_pair", "plan_to_goal"]
+__all__ = ["imagine_video", "load_pair", "plan_to_goal", "planned_rollout"]

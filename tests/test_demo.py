@@ -50,3 +50,32 @@ def test_demo_with_the_shipped_ppo_agent_reaches_goals(tmp_path):
                         agent="shipped", progress=False) for seed in range(100_000, 100_006)]
     assert all(r["policy"] == "PPO agent on latents (ppo_latents.zip)" for r in reports)
     assert sum(r["success"] for r in reports) >= 3
+
+
+def test_imagination_demo_writes_the_video_and_beats_copy_last(tmp_path, capsys):
+    """``btnk-env demo --imagine``: the shipped dynamics model imagines a planned path in a held-out
+    layout; the video has the context and imagined frames, and imagination beats copying the last latent."""
+    from btnk_env.cli import main
+
+    out = tmp_path / "imagine"
+    assert main(["demo", "--imagine", "--out", str(out), "--horizon", "10"]) == 0
+    assert "imagined_psnr_db_mean" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["world"].startswith("btnk_env/PanoramaRooms-v0, single_room, layout seed 1002")
+    assert report["planned_actions"] == 15 and report["imagined_steps"] == 10
+    video = iio.imread(out / "imagined.mp4", index=None)
+    assert video.shape[0] == report["context_frames"] + 10
+    assert report["imagined_psnr_db_mean"] > report["copy_last_psnr_db_mean"] + 1.0
+    assert report["psnr_db_at_step"]["5"]["imagined"] > report["psnr_db_at_step"]["5"]["copy_last"]
+
+
+def test_imagination_demo_never_writes_into_a_users_folder(tmp_path):
+    from btnk_env.demo import run_imagination_demo
+    from models.files import NotOursError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(NotOursError, match="choose another --out folder"):
+        run_imagination_demo(out, horizon=3)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
