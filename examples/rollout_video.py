@@ -97,7 +97,7 @@ def main() -> None:
     print(f"wrote {out}: {len(truth)} sequences x {steps} steps, context {k}")
     if args.still:
         picks = sorted({0, k - 1, k, k + 4, (k + steps) // 2, steps - 1})
-        write_video_still(args.still, comparison_strip(pred[0], truth[0], context=k, steps=picks, scale=2))
+        write_video_still(args.still, comparison_strip(pred[0], truth[0], context=k, steps=picks, scale=1))
         print(f"wrote {args.still}")
 
 

@@ -41,3 +41,21 @@ def test_time_breakdown_accounts_for_the_whole_encode_and_restores_the_model():
     assert abs(bd["attention_gflop"] * 1e9 - expected) < 1
     with torch.no_grad():
         assert bd["gflop"] * 1e9 == flops_per_call(lambda: model.encode(torch.randn(2, 3, *model.img_size)))
+
+
+def test_versus_original_times_both_and_finds_equal_outputs():
+    """The side-by-side benchmark runs the original (``shared/upstream``) and this project on the
+    same weights: outputs equal within 1e-5, a best-of-rounds and a paired ratio per contender."""
+    from benchmarks.bench_original import UPSTREAM, format_table, versus_original
+    from tests.conftest import require_shared
+
+    require_shared(UPSTREAM)
+    result = versus_original("base", batches=(1,), rounds=2, kernels=("default", "plain"))
+    assert [r["contender"] for r in result["rows"]] == ["original", "ours default", "ours plain"]
+    original = result["rows"][0]
+    assert original["encode_vs_original"] == original["encode_paired"] == 1.0
+    for row in result["rows"]:
+        for op in ("encode", "decode"):
+            assert row[f"{op}_img_s"] > 0 and 0.2 < row[f"{op}_paired"] < 5
+    assert result["max_abs_diff"] and max(result["max_abs_diff"].values()) < 1e-5
+    assert "paired" in format_table(result)

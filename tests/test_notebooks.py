@@ -28,7 +28,6 @@ KERNEL = "btnk-notebook-test"
 SMALL = {
     "BTNK_NOTEBOOK_TIMESTEPS": "128",
     "BTNK_NOTEBOOK_EVAL_EPISODES": "2",
-    "BTNK_NOTEBOOK_EPISODES": "3",
     "BTNK_NOTEBOOK_STEPS": "12",
     "OMP_NUM_THREADS": "1",
 }
