@@ -33,10 +33,10 @@ SHIPPED_AGENT = Path(__file__).resolve().parent / "agents" / "ppo_single_room" /
 
 
 DEFAULT_DYNAMICS = "panorama-rooms-small-dynamics"
-#: Defaults of the two modes: ``(out, world, height, layout seed)``. The imagination mode runs where
-#: the shipped dynamics model was trained (single rooms at 128x256) in a held-out layout.
-MODE_DEFAULTS = {"episode": (Path("runs/demo"), "apartment", 256, 15),
-                 "imagine": (Path("runs/demo_imagine"), "single_room", 128, 1002)}
+#: Defaults of the two modes: ``(out, world, height, layout seed, video fps)``. The imagination mode runs
+#: where the shipped dynamics model was trained (single rooms at 128x256) in a held-out layout.
+MODE_DEFAULTS = {"episode": (Path("runs/demo"), "apartment", 256, 15, 8.0),
+                 "imagine": (Path("runs/demo_imagine"), "single_room", 128, 1002, 4.0)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,11 +234,9 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
     step) with the frames the world renders along the same actions.
     """
     from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-    from btnk_env.imagine import imagine_video, load_pair, planned_rollout
+    from btnk_env.imagine import imagine_video, load_pair, planned_rollout, psnr_beside_copy_last
     from btnk_env.video.io import check_video_path, write_video
-    from models import resize_frames
     from models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
-    from models.metrics import psnr
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -253,11 +251,9 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
         frames, actions, planned = planned_rollout(env, seed, k, horizon)  # (T, H, W, 3), (T - 1,)
     finally:
         env.close()
-    video, decoded = imagine_video(dyn, encoder, frames, actions)  # decoded: (T, h, w, 3), context then imagined
+    video, decoded, truth = imagine_video(dyn, encoder, frames, actions)  # decoded: (T, h, w, 3), context then imagined
     seconds = time.perf_counter() - start
-    truth = resize_frames(frames, decoded.shape[1:3])  # (T, h, w, 3)
-    imagined = psnr(truth[k:], decoded[k:])  # (T - K,)
-    copy_last = psnr(truth[k:], np.repeat(decoded[k - 1:k], len(truth) - k, axis=0))  # (T - K,)
+    imagined, copy_last = psnr_beside_copy_last(truth, decoded, k)  # (T - K,) each
 
     claim_dir(out, "demo-imagine", "choose another --out folder")
     write_video(video_path, video, fps=fps)
@@ -296,11 +292,10 @@ def _earlier_demo(folder: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     mode = "imagine" if args.imagine else "episode"
-    out, world, height, seed = (given if given is not None else default for given, default in
-                                zip((args.out, args.world, args.height, args.seed), MODE_DEFAULTS[mode]))
+    out, world, height, seed, fps = (given if given is not None else default for given, default in
+                                     zip((args.out, args.world, args.height, args.seed, args.fps), MODE_DEFAULTS[mode]))
     if args.imagine:
-        report = run_imagination_demo(out, args.dynamics, world, height, seed, args.horizon,
-                                      4.0 if args.fps is None else args.fps)
+        report = run_imagination_demo(out, args.dynamics, world, height, seed, args.horizon, fps)
         print()
         print("btnk-env demo --imagine: a world model imagines the views along a planned path")
         for key in ("dynamics", "encoder", "world", "context_frames", "planned_actions", "imagined_steps",
@@ -310,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  PSNR at step {step:<11} imagined {row['imagined']} dB, copy-last {row['copy_last']} dB")
     else:
         report = run_demo(out, args.model, args.steps, height, seed, world, args.device,
-                          args.precision, 8.0 if args.fps is None else args.fps, args.agent)
+                          args.precision, fps, args.agent)
         print()
         print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")
         for key in ("model", "policy", "world", "model_input", "steps", "episode_return", "success", "latent_dim",

@@ -109,8 +109,8 @@ def planned_rollout(env, seed: int, context: int, horizon: int) -> Tuple[np.ndar
     return np.stack(frames), np.asarray(actions, dtype=np.int64), len(full)
 
 
-def _encode(encoder, frames: np.ndarray) -> torch.Tensor:
-    """``(T, H, W, 3)`` uint8 -> ``(T, D)`` latents, with the wrappers' conversion (as ``btnk-env encode``)."""
+def encode_frames(encoder, frames: np.ndarray) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, D)`` float32 CPU latents, with the wrappers' conversion (as ``btnk-env encode``)."""
     from btnk_env.wrappers.frames import target_size
     from models import frames_to_tensor
 
@@ -132,14 +132,16 @@ def load_pair(dynamics: str, encoder_name: Optional[str], num_actions: int):
     return dyn, encoder
 
 
-def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray, context: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray,
+                  context: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Imagine after the first ``K`` of ``frames`` under ``actions`` and lay out the comparison video.
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 true frames; ``actions``: ``(T - 1,)`` the actions between them.
 
     Returns:
-        ``(video (T, H', W', 3) uint8, decoded (T, h, w, 3) uint8)``: context frames decoded, then imagined.
+        ``(video (T, H', W', 3), decoded (T, h, w, 3), truth (T, h, w, 3))``, uint8: the comparison video,
+        the context frames decoded then the imagined ones, and ``frames`` at the decoded size.
     """
     from btnk_env.video import decode_rollout
     from btnk_env.video.layout import comparison_frames
@@ -149,13 +151,30 @@ def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray, context
     if len(frames) < k + 1 or len(actions) != len(frames) - 1:
         raise ValueError(f"need at least {k + 1} frames and one action between each two, got {len(frames)} frames "
                          f"and {len(actions)} actions")
-    z = _encode(encoder, frames[:k])  # (K, D)
+    z = encode_frames(encoder, frames[:k])  # (K, D)
     a = torch.as_tensor(np.asarray(actions), dtype=torch.long)[None]  # (1, T-1)
     with torch.no_grad():
         imagined = dyn.rollout(z[None], a[:, :k - 1], a[:, k - 1:])[0]  # (T-K, D)
     decoded = decode_rollout(encoder, torch.cat([z, imagined]))[0]  # (T, h, w, 3)
     truth = resize_frames(frames, decoded.shape[1:3])  # (T, h, w, 3), as the encoder saw them
-    return comparison_frames(decoded, truth, context=k, columns=1), decoded
+    return comparison_frames(decoded, truth, context=k, columns=1), decoded, truth
+
+
+def psnr_beside_copy_last(truth: np.ndarray, decoded: np.ndarray, context: int) -> Tuple[np.ndarray, np.ndarray]:
+    """PSNR of the imagined frames and of the copy-last baseline (the last context frame held).
+
+    Args:
+        truth, decoded: ``(..., T, h, w, 3)`` uint8 of one shape; ``decoded`` holds ``context`` decoded
+            context frames, then the imagined ones.
+
+    Returns:
+        ``(imagined, copy_last)``: ``(..., T - K)`` dB each.
+    """
+    from models.metrics import psnr
+
+    k = context
+    held = np.repeat(decoded[..., k - 1:k, :, :, :], truth.shape[-4] - k, axis=-4)  # (..., T - K, h, w, 3)
+    return psnr(truth[..., k:, :, :, :], decoded[..., k:, :, :, :]), psnr(truth[..., k:, :, :, :], held)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 env.close()
             print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
                   f"imagining {len(actions) - (k - 1)}")
-        video, _ = imagine_video(dyn, encoder, frames, actions)
+        video, _, _ = imagine_video(dyn, encoder, frames, actions)
     except (FileNotFoundError, ValueError, DynamicsMismatchError) as err:
         print(f"btnk-env imagine: {err}")
         return 2
@@ -214,4 +233,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["imagine_video", "load_pair", "plan_to_goal", "planned_rollout"]
+__all__ = ["encode_frames", "imagine_video", "load_pair", "plan_to_goal", "planned_rollout", "psnr_beside_copy_last"]

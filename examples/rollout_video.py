@@ -27,12 +27,11 @@ import torch
 from tqdm import tqdm
 
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-from btnk_env.imagine import load_pair
+from btnk_env.imagine import encode_frames, load_pair, psnr_beside_copy_last
 from btnk_env.video import decode_rollout
 from btnk_env.video.io import check_video_path, write_video
 from btnk_env.video.layout import comparison_frames, comparison_strip
-from models import frames_to_tensor, resize_frames
-from models.metrics import psnr
+from models import resize_frames
 
 
 def collect(env: PanoramaRoomsEnv, seed: int, steps: int, rng: np.random.Generator):
@@ -84,14 +83,12 @@ def main() -> None:
     actions = torch.from_numpy(np.stack([a[:steps - 1] for _, a in episodes]))  # (B, T - 1)
 
     with torch.no_grad():
-        context = encoder.encode(frames_to_tensor(truth[:, :k].reshape(-1, *truth.shape[2:]), device=encoder.device))
-        context = context.float().cpu().reshape(len(truth), k, -1)  # (B, K, D)
+        context = encode_frames(encoder, truth[:, :k].reshape(-1, *truth.shape[2:])).reshape(len(truth), k, -1)  # (B, K, D)
         imagined = dyn.rollout(context, actions[:, :k - 1], actions[:, k - 1:])  # (B, T - K, D)
     pred = decode_rollout(encoder, torch.cat([context, imagined], 1))  # (B, T, h, w, 3)
     truth = resize_frames(truth, pred.shape[2:4])
-    copy_last = np.repeat(pred[:, k - 1:k], steps - k, axis=1)  # the last context frame, held
-    print(f"imagined PSNR {psnr(truth[:, k:], pred[:, k:]).mean():.2f} dB, "
-          f"copy-last baseline {psnr(truth[:, k:], copy_last).mean():.2f} dB "
+    imagined_db, copy_last_db = psnr_beside_copy_last(truth, pred, k)  # (B, T - K) each
+    print(f"imagined PSNR {imagined_db.mean():.2f} dB, copy-last baseline {copy_last_db.mean():.2f} dB "
           f"({len(truth)} held-out layouts, {steps - k} imagined steps after {k} context frames)")
     write_video(out, comparison_frames(pred, truth, context=k), args.fps)
     print(f"wrote {out}: {len(truth)} sequences x {steps} steps, context {k}")
