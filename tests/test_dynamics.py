@@ -45,11 +45,16 @@ def write_synthetic_latents(root, episodes=6, steps=20, seed=0):
     return root
 
 
+def _overrides(tmp_path, data, out="run", steps=12, **extra):
+    """Dotlist overrides of a small, fast run (``extra``: ``{"train.batch_size": 4}`` and the like)."""
+    over = {"data.path": data, "io.out_dir": tmp_path / out, "train.steps": steps, "train.batch_size": 8,
+            "model.width": 32, "model.heads": 2, "model.depth": 1, "data.horizon": 3, "optim.warmup_steps": 2,
+            "optim.lr": 3e-3, "io.log_every": 1, "io.checkpoint_every": 4, "io.progress": "false", "train.device": "cpu"}
+    return [f"{k}={v}" for k, v in {**over, **extra}.items()]
+
+
 def _cfg(tmp_path, data, out="run", steps=12, **extra):
-    over = [f"data.path={data}", f"io.out_dir={tmp_path / out}", f"train.steps={steps}", "train.batch_size=8",
-            "model.width=32", "model.heads=2", "model.depth=1", "data.horizon=3", "optim.warmup_steps=2",
-            "optim.lr=3e-3", "io.log_every=1", "io.checkpoint_every=4", "io.progress=false", "train.device=cpu"]
-    return load_dynamics_config(CONFIGS / "dynamics_rooms.yaml", over + [f"{k}={v}" for k, v in extra.items()])
+    return load_dynamics_config(CONFIGS / "dynamics_rooms.yaml", _overrides(tmp_path, data, out, steps, **extra))
 
 
 @pytest.fixture(autouse=True)
@@ -164,9 +169,7 @@ def test_two_process_torchrun_trains_and_rank_zero_alone_writes(tmp_path, data):
     from models.dynamics import open_loop_loss
 
     root = Path(__file__).resolve().parents[1]
-    over = [f"data.path={data}", f"io.out_dir={tmp_path / 'two'}", "train.steps=30", "train.batch_size=4",
-            "model.width=32", "model.heads=2", "model.depth=1", "data.horizon=3", "optim.warmup_steps=2",
-            "optim.lr=3e-3", "io.log_every=1", "io.checkpoint_every=10", "io.progress=false", "train.device=cpu"]
+    over = _overrides(tmp_path, data, out="two", steps=30, **{"train.batch_size": 4, "io.checkpoint_every": 10})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "btnk_env",
            "train-dynamics", "--config", str(CONFIGS / "dynamics_rooms.yaml"), *over]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
