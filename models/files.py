@@ -119,21 +119,9 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         >>> p.read_bytes()
         b'abc'
     """
-    path = Path(path)
-    _check_file_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:  # the one rename, fsync and clean-up of the package's writers
+        with open(tmp, "xb") as f:  # exclusive create (never through a planted file), umask permissions
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
