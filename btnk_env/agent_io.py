@@ -15,7 +15,7 @@ agent file from someone else can run any code. :func:`load_agent` reads the zip 
   :class:`AgentFileError`, naming what was found.
 
 Example:
-    >>> from btnk_env.demo import SHIPPED_AGENT
+    >>> from btnk_env.policies import SHIPPED_AGENT
     >>> agent = load_agent(SHIPPED_AGENT)
     >>> agent.observation_space.shape, int(agent.action_space.n)
     ((192,), 3)

@@ -16,22 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from btnk_env.policies import SHIPPED_AGENT, ppo_policy, scripted_explorer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "panorama-rooms-small"
-#: PPO agent shipped with the package: trained on panorama-rooms-small latents in
-#: ``world="single_room"`` (examples/train_ppo_latents.py --task rooms --model panorama-rooms-small
-#: --height 128 --timesteps 40000; results.json beside it).
-SHIPPED_AGENT = Path(__file__).resolve().parent / "agents" / "ppo_single_room" / "ppo_latents.zip"
-
-
 DEFAULT_DYNAMICS = "panorama-rooms-small-dynamics"
 #: Defaults of the two modes: ``(out, world, height, layout seed, video fps)``. The imagination mode runs
 #: where the shipped dynamics model was trained (single rooms at 128x256) in a held-out layout.
@@ -77,51 +72,6 @@ def load_demo_model(name: str):
                    f"so the decoded frames are noise")
         logger.warning(warning)
         return BtnkMAE("tiny", img_size=(128, 256)).eval(), warning
-
-
-def scripted_explorer(seed: int) -> Callable[[dict], int]:
-    """A policy that heads for the goal it is told about and turns away from walls.
-
-    It reads the agent pose and goal from ``info`` (no learning involved): turn towards the
-    goal until it is within 20 degrees ahead, then walk; after a collision, turn for a few steps.
-    """
-    rng = np.random.default_rng(seed)
-    state = {"escape": 0, "turn": 1}
-
-    def act(info: dict) -> int:
-        if info.get("collided"):
-            state["escape"], state["turn"] = int(rng.integers(2, 5)), int(rng.integers(1, 3))
-        if state["escape"] > 0:
-            state["escape"] -= 1
-            return state["turn"] if state["escape"] > 0 else 0
-        dx, dz = np.asarray(info["goal_position"])[[0, 2]] - np.asarray(info["position"])[[0, 2]]
-        bearing = math.atan2(-dx, -dz)  # heading 0 looks along -z, positive turns left
-        delta = (bearing - info["heading"] + math.pi) % (2 * math.pi) - math.pi
-        if abs(delta) < math.radians(20):
-            return 0
-        return 1 if delta > 0 else 2
-
-    return act
-
-
-def ppo_policy(path: Path, latent_dim: int) -> Callable[[dict, np.ndarray], int]:
-    """A saved stable-baselines3 PPO agent acting on ``(D,)`` latents (deterministic actions).
-
-    Read with :func:`btnk_env.agent_io.load_agent`: weights and plain settings only, nothing in
-    the file is unpickled.
-    """
-    from btnk_env.agent_io import load_agent
-
-    agent = load_agent(path, device="cpu")
-    if tuple(agent.observation_space.shape) != (latent_dim,):
-        raise ValueError(f"the agent at {path} acts on observations of shape {agent.observation_space.shape}, "
-                         f"but this model gives ({latent_dim},) latents: use the agent's own model (--model)")
-
-    def act(info: dict, latent: np.ndarray) -> int:
-        action, _ = agent.predict(latent, deterministic=True)
-        return int(action)
-
-    return act
 
 
 def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, height: int = 256, seed: int = 15,

@@ -123,7 +123,7 @@ def load_pair(dynamics: str, encoder_name: Optional[str], num_actions: int):
     """The dynamics model and its encoder, checked: latent width, action count, encoder weights."""
     from models import BtnkMAE
     from models.dynamics import LatentDynamics
-    from training.encode import model_sha256
+    from models.identity import model_sha256
 
     dyn = LatentDynamics.from_pretrained(dynamics)
     encoder = BtnkMAE.from_pretrained(encoder_name or dyn.config.encoder or "panorama-rooms-small").eval()

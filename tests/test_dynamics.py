@@ -141,7 +141,7 @@ def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):
 def test_shipped_dynamics_model_matches_the_shipped_encoder():
     """Fails when the shipped encoder is retrained without retraining the dynamics model on its latents."""
     from models import BtnkMAE
-    from training.encode import model_sha256
+    from models.identity import model_sha256
 
     dyn = LatentDynamics.from_pretrained("panorama-rooms-small-dynamics")
     encoder = BtnkMAE.from_pretrained("panorama-rooms-small")

@@ -251,7 +251,7 @@ def test_damaged_checkpoints_raise_checkpoint_error(checkpoint_bytes, damage, se
                        max_size=5))
 def test_agent_data_loads_or_raises_agent_file_error(fields):
     from btnk_env.agent_io import AgentFileError, load_agent
-    from btnk_env.demo import SHIPPED_AGENT
+    from btnk_env.policies import SHIPPED_AGENT
 
     with zipfile.ZipFile(SHIPPED_AGENT) as src:
         data = json.loads(src.read("data"))

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from btnk_env.cli import main
-from btnk_env.demo import SHIPPED_AGENT
+from btnk_env.policies import SHIPPED_AGENT
 from models import BtnkMAE, CheckpointError
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images
 from training.checkpointing import LATEST, load_checkpoint
@@ -70,7 +70,7 @@ def _agent_zip(tmp_path: Path, marker: Path, where: str) -> Path:
 
 @pytest.mark.parametrize("where", ["extra", "policy_class", "policy.pth"])
 def test_agent_file_payload_never_runs(tmp_path, where):
-    from btnk_env.demo import ppo_policy
+    from btnk_env.policies import ppo_policy
 
     marker = tmp_path / "pwned"
     path = _agent_zip(tmp_path, marker, where)

@@ -225,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models import BtnkMAE
     from models.dynamics import DynamicsMismatchError, LatentDynamics
-    from training.encode import model_sha256
+    from models.identity import model_sha256
 
     try:
         dyn = LatentDynamics.from_pretrained(args.model)

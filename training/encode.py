@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from models import BtnkMAE, frames_to_tensor
+from models.identity import model_sha256
 from models.precision import check_precision, for_inference
 from training import latent_format as fmt
 from training.datasets import decode_image, find_images, panorama_files, read_panorama_config
@@ -137,16 +137,6 @@ class _Frames(Dataset):
 
 
 # ---------------------------------------------------------------------------- model
-def model_sha256(model: BtnkMAE) -> str:
-    """sha256 of the model's parameters and buffers (names, shapes and float32 values)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _input_size(frame_hw: tuple[int, int], model: BtnkMAE) -> tuple[int, int]:
     from btnk_env.wrappers.frames import target_size
 

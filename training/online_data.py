@@ -45,7 +45,7 @@ SCENE_CACHE = 1024
 
 def parse_layout_seeds(text: str) -> list[int]:
     """``"0-999"`` -> the seeds; raises :class:`DatasetError` for held-out or malformed seeds."""
-    from btnk_env.collection.collect import parse_seeds
+    from btnk_env.collection.seeds import parse_seeds
 
     try:
         seeds = parse_seeds(text)

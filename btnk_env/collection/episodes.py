@@ -22,19 +22,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
 from btnk_env.collection.episode_format import Episode, EpisodeFolderWriter, EpisodeWriter
+from btnk_env.policies import AgentPolicy, Policy, frame_hw, make_policy
 
-__all__ = ["record_episodes", "make_policy", "episode_seeds", "load_agent", "POLICIES"]
+__all__ = ["record_episodes", "episode_seeds", "run_episode"]
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("random", "explorer")
 DEFAULT_MAX_STEPS = 500  # the registered time limit of btnk_env/PanoramaRooms-v0
 
 
@@ -49,104 +48,6 @@ def episode_seeds(seeds: Sequence[int], num_episodes: int) -> list[int]:
     if not n:
         raise ValueError("seeds must not be empty")
     return [int(seeds[i]) if i < n else int(seeds[n - 1]) + i - n + 1 for i in range(num_episodes)]  # ranges stay lazy
-
-
-def load_agent(path: "str | os.PathLike"):
-    """A saved stable-baselines3 agent, read safely (:func:`btnk_env.agent_io.load_agent`: weights
-    and plain settings only, nothing in the file is unpickled); the one place agents are loaded here."""
-    from btnk_env.agent_io import load_agent as read_agent
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no agent at {path}: give 'random', 'explorer', 'shipped' or a stable-baselines3 "
-                                f".zip (examples/train_ppo_latents.py --save DIR writes DIR/ppo_latents.zip)")
-    return read_agent(path, device="cpu")
-
-
-class Policy:
-    """``act(frame, info) -> action`` for one episode at a time; ``reset(rng)`` starts an episode."""
-
-    name = "policy"
-
-    def reset(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def act(self, frame: np.ndarray, info: dict) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class RandomPolicy(Policy):
-    name = "random"
-
-    def __init__(self, num_actions: int) -> None:
-        self.num_actions = num_actions
-
-    def act(self, frame: np.ndarray, info: dict) -> int:
-        return int(self.rng.integers(self.num_actions))
-
-
-class ExplorerPolicy(Policy):
-    name = "explorer"
-
-    def reset(self, rng: np.random.Generator) -> None:
-        from btnk_env.demo import scripted_explorer
-
-        self._act = scripted_explorer(int(rng.integers(2**31 - 1)))
-
-    def act(self, frame: np.ndarray, info: dict) -> int:
-        return self._act(info)
-
-
-class AgentPolicy(Policy):
-    """A stable-baselines3 agent acting (deterministically) on the latents of its encoder."""
-
-    def __init__(self, path: Path, model: Any, frame_hw: tuple[int, int], action_space: Any, device: str) -> None:
-        from btnk_env.wrappers.frames import FrameEncoder, target_size
-
-        self.agent = load_agent(path)
-        self.name = f"agent:{Path(path).name}"
-        if tuple(self.agent.observation_space.shape) != (model.latent_dim,):
-            raise ValueError(f"the agent at {path} acts on observations of shape {self.agent.observation_space.shape}, "
-                             f"but the model gives ({model.latent_dim},) latents: give the agent's own model (--policy-model)")
-        if self.agent.action_space != action_space:
-            raise ValueError(f"the agent at {path} acts in {self.agent.action_space} but the world's actions are "
-                             f"{action_space}: use an agent trained in this world")
-        self.encoder = FrameEncoder(model, target_size(frame_hw, model), device)
-
-    def act(self, frame: np.ndarray, info: dict) -> int:
-        action, _ = self.agent.predict(self.encoder.encode(frame[None])[0], deterministic=True)
-        return int(action)
-
-
-def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small", device: str = "auto") -> Policy:
-    """The policy ``spec`` names for ``env`` (see the module docstring)."""
-    from gymnasium import spaces
-
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ValueError(f"episode recording needs a Discrete action space, the world has {env.action_space}")
-    if spec == "random":
-        return RandomPolicy(int(env.action_space.n))
-    if spec == "explorer":
-        if env.action_space.n != 3:
-            raise ValueError(f"the explorer drives Discrete(3) worlds (forward, left, right); this one has {env.action_space}")
-        return ExplorerPolicy()
-    from btnk_env.demo import SHIPPED_AGENT
-    from models import BtnkMAE
-
-    path = SHIPPED_AGENT if spec == "shipped" else Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor an agent file")
-    if isinstance(policy_model, (str, os.PathLike)):  # ours to place
-        from models.device import resolve_device
-
-        model = BtnkMAE.from_pretrained(policy_model, map_location=resolve_device(device))
-    else:  # the caller's model runs where it is
-        model = policy_model
-    return AgentPolicy(path, model, _frame_hw(env), env.action_space, None)
-
-
-def _frame_hw(env: Any) -> tuple[int, int]:
-    space = env.observation_space["rgb"] if hasattr(env.observation_space, "spaces") else env.observation_space
-    return int(space.shape[0]), int(space.shape[1])
 
 
 def _rgb(obs: Any) -> np.ndarray:
@@ -225,10 +126,10 @@ def record_episodes(
         base = env.unwrapped
         settings = {"policy": pol.name if isinstance(policy, Policy) else str(policy), "seeds": given.to_json() if isinstance(given, SeedRanges) else given,
                     "max_steps": int(max_steps), "env": type(base).__name__, "world": getattr(base, "world", None),
-                    "height": _frame_hw(env)[0]}
+                    "height": frame_hw(env)[0]}
         if isinstance(pol, AgentPolicy):
             settings["policy_model"] = str(policy_model) if isinstance(policy_model, (str, os.PathLike)) else "custom"
-        writer = EpisodeFolderWriter(out_dir, _frame_hw(env), repr(env.action_space), settings)
+        writer = EpisodeFolderWriter(out_dir, frame_hw(env), repr(env.action_space), settings)
     from tqdm.auto import tqdm
 
     start = writer.num_complete()
