@@ -981,11 +981,11 @@ def test_7_async_vector_env_spawn_of_habitat_envs(hab):
 
 def test_7_parallel_collection_is_byte_identical_to_one_worker(hab, tmp_path):
     roots = []
-    for workers in (1, 2):
-        roots.append(collect_panoramas(hab.factory(), tmp_path / f"w{workers}", 8, mode="walk", seeds=[0, 1],
-                                       frames_per_scene=4, height=16, workers=workers, progress=False))
+    for workers in (1, 2):  # 72 frames: two units of work (64 frames each at most), one per worker
+        roots.append(collect_panoramas(hab.factory(), tmp_path / f"w{workers}", 72, mode="walk", seeds=[0, 1],
+                                       frames_per_scene=8, height=16, workers=workers, progress=False))
     one, two = (sorted(p.relative_to(r) for p in r.rglob("*.png")) for r in roots)
-    assert one == two and len(one) == 8
+    assert one == two and len(one) == 72
     assert all((roots[0] / p).read_bytes() == (roots[1] / p).read_bytes() for p in one)
     assert (roots[0] / "manifest.jsonl").read_bytes() == (roots[1] / "manifest.jsonl").read_bytes()
 

@@ -463,6 +463,13 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         reward, success = self._task_reward(before, self._distance())
         return self._obs, float(reward), success, False, self._info(success)
 
+    def observe(self) -> tuple[Any, dict[str, Any]]:
+        """``(observation, info)`` of the current pose, without acting (``info["success"]`` False)."""
+        self._require_open()
+        if self._obs is None:
+            raise RuntimeError("call reset() before observe()")
+        return self._obs, self._info(False)
+
     def close(self):
         if getattr(self, "sim", None) is not None:
             close_simulator(self.sim)  # at once, or when the simulators created after it are closed
