@@ -167,10 +167,11 @@ def _fake_habitat_sim(version: str):
     class _Vector:
         """A spec or path vector member: an Eigen ``def_readwrite`` member up to 0.3.0 (the getter is a
         read-only NumPy view of the C++ storage; assigning converts through PyArray_CopyInto), a Magnum
-        vector from 0.3.1 (assigning anything else is a TypeError)."""
+        vector from 0.3.1 (assigning anything else is a TypeError; ``arrays``: a typed NumPy array too,
+        as the path vectors were always given)."""
 
-        def __init__(self, default, dtype):
-            self.default, self.dtype = default, dtype
+        def __init__(self, default, dtype, arrays=False):
+            self.default, self.dtype, self.arrays = default, dtype, arrays
 
         def __set_name__(self, owner, name):
             self.name = name
@@ -190,7 +191,8 @@ def _fake_habitat_sim(version: str):
         def __set__(self, obj, value):
             if magnum_specs:
                 expected = Vector2i if len(self.default) == 2 else Vector3
-                if not isinstance(value, expected):
+                typed = isinstance(value, np.ndarray) and value.shape == (len(self.default),) and value.dtype == self.dtype
+                if not isinstance(value, expected) and not (self.arrays and typed):
                     raise TypeError(f"incompatible function arguments: expected magnum.{expected.__name__}")
             else:
                 _segfault(f"setting {self.name}")
@@ -266,8 +268,8 @@ def _fake_habitat_sim(version: str):
 
     @_restrict(owner="habitat_sim.ShortestPath", version=version)
     class ShortestPath(_Strict):
-        requested_start = _Vector((0.0, 0.0, 0.0), np.float32)
-        requested_end = _Vector((0.0, 0.0, 0.0), np.float32)
+        requested_start = _Vector((0.0, 0.0, 0.0), np.float32, arrays=True)
+        requested_end = _Vector((0.0, 0.0, 0.0), np.float32, arrays=True)
 
         def __init__(self):
             self.geodesic_distance, self.points = math.inf, []
