@@ -133,6 +133,15 @@ class _Quat:
         self.w, self.x, self.y, self.z = w, x, y, z
 
 
+def _copy_into_missing() -> bool:
+    """Whether NumPy's ``PyArray_CopyInto`` slot is NULL in this process (NumPy 2 without a shim)."""
+    try:
+        from btnk_env.envs.habitat_bindings import numpy_copy_into_available
+    except ImportError:  # an adapter without the detector: NumPy 2 has no slot 82 of its own
+        return int(np.__version__.split(".")[0]) >= 2
+    return not numpy_copy_into_available()
+
+
 def _fake_habitat_sim(version: str):
     """The stand-in modules for habitat-sim ``version``: ``{module name: module}``."""
     magnum_specs = _version(version) >= (0, 3, 1)
@@ -140,8 +149,8 @@ def _fake_habitat_sim(version: str):
 
     def _segfault(what: str):
         """pybind11 2.9 (habitat-sim <= 0.3.0) converting into an Eigen vector calls NumPy's PyArray_CopyInto,
-        which NumPy 2 left NULL: the real process ends with SIGSEGV (this machine has no shim filling it)."""
-        if int(np.__version__.split(".")[0]) >= 2:
+        which NumPy 2 left NULL: the real process ends with SIGSEGV (unless a shim filled the slot)."""
+        if _copy_into_missing():
             state.aborts.append(f"segfault: {what} through PyArray_CopyInto under NumPy 2")
             raise RuntimeError(f"stand-in for the segfault of {what} (PyArray_CopyInto is NULL in NumPy 2)")
 
@@ -902,8 +911,6 @@ def test_6_numpy_2_without_a_workaround_does_not_crash(hab):
     conversion (the real simulator runs in a fresh interpreter without the kit's npshim.pth)."""
     import subprocess
 
-    from btnk_env.envs.habitat_bindings import numpy_copy_into_available
-
     if hab.name == "0.3.3":
         pytest.skip("habitat-sim 0.3.1+ holds Magnum vectors: no NumPy conversion to avoid")
     if hab.real:
@@ -912,12 +919,18 @@ def test_6_numpy_2_without_a_workaround_does_not_crash(hab):
                              env=env, timeout=300)
         assert run.returncode == 0 and "NO-SHIM OK" in run.stdout, (run.returncode, run.stdout, run.stderr[-2000:])
         return
-    assert int(np.__version__.split(".")[0]) < 2 or not numpy_copy_into_available()
     env = hab.env(depth=True)  # the stand-in records a segfault for any Eigen assignment or argument
     env.reset(seed=0)
     env.step(0)
     assert math.isfinite(env.geodesic_distance((0.0, 0.0, 0.0), (1.0, 0.0, 1.0)))
     env.close()
+
+
+def test_6_the_copy_into_detector_reads_numpys_table():
+    from btnk_env.envs.habitat_bindings import numpy_copy_into_available
+
+    shim = "npshim" in sys.modules  # the habitat kit's shim, loaded at interpreter start in its venv
+    assert numpy_copy_into_available() == (int(np.__version__.split(".")[0]) < 2 or shim)
 
 
 # -- case 7: many environments in one process ------------------------------------------------------
