@@ -126,6 +126,22 @@ def room_ray_distance(eye: np.ndarray, heading: float, height: int, width: int |
     return t.min(-1)
 
 
+def room_edge_pixels(eye: np.ndarray, heading: float, height: int) -> np.ndarray:
+    """``(H, 2H)`` bool: pixels next to one whose ray ends on another face of the room (their footprint
+    straddles an edge, where a rasterizer and a ray through the pixel centre may see different faces)."""
+    d = pixel_directions(height)
+    c, s = math.cos(heading), math.sin(heading)
+    world = np.stack([c * d[..., 0] + s * d[..., 2], d[..., 1], -s * d[..., 0] + c * d[..., 2]], -1)
+    lo, hi = np.array([-HALF, 0.0, -HALF]), np.array([HALF, CEILING_Y, HALF])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(world > 0, (hi - eye) / world, np.where(world < 0, (lo - eye) / world, np.inf))
+    face = t.argmin(-1) * 2 + (world[np.arange(height)[:, None], np.arange(2 * height), t.argmin(-1)] > 0)
+    padded = np.pad(face, 1, mode="edge")
+    padded[:, 0], padded[:, -1] = padded[:, -2], padded[:, 1]  # the panorama wraps around in azimuth
+    return np.any([padded[1 + i:1 + i + height, 1 + j:1 + j + 2 * height] != face
+                   for i in (-1, 0, 1) for j in (-1, 0, 1)], axis=0)
+
+
 class _Quat:
     """Stand-in for ``np.quaternion`` (w, x, y, z)."""
 
@@ -798,10 +814,13 @@ def test_3_depth_is_distance_along_the_ray(hab):
     h = 32
     env = hab.env(height=h, depth=True)
     obs, _ = env.reset(seed=0, options={"pose": ((0.0, 0.0, 0.0), 0.0), "goal": (1.0, 0.0, 1.0)})
-    truth = room_ray_distance(np.array([0.0, 1.5, 0.0]), 0.0, h)  # the eye 1.5 m above the floor
-    error = np.abs(obs["depth"][..., 0] - truth)
-    if hab.real:  # rasterized: exact up to the pixels that straddle an edge of the room
-        assert np.median(error) < 0.01 and np.quantile(error, 0.9) < 0.03, (np.median(error), np.quantile(error, 0.9))
+    eye = np.array([0.0, 1.5, 0.0])  # the eye 1.5 m above the floor
+    truth = room_ray_distance(eye, 0.0, h)
+    if hab.real:  # sampled from a cube map: exact where the depth varies slowly, off by up to a texel's
+        error = np.abs(obs["depth"][..., 0] - truth)  # worth where it varies fast (floor and ceiling near the walls)
+        inside = ~room_edge_pixels(eye, 0.0, h)
+        assert np.median(error) < 0.001, np.median(error)  # 1.4e-5 m on habitat-sim 0.2.2 at H = 32
+        assert (error[inside] / truth[inside]).max() < 0.05, (error[inside] / truth[inside]).max()  # 0.043 there
     else:
         assert np.allclose(obs["depth"][..., 0], truth, rtol=1e-5)
     # on the horizon 45 degrees to the side the ray meets the wall at 4 * sqrt(2) m
@@ -891,8 +910,8 @@ def test_5_resolution_is_set_with_the_bindings_vector_type(fake_hs):
 
 # -- case 6: NumPy 2 without any workaround ----------------------------------------------------------
 NO_SHIM_SCRIPT = """
-import site, sys
-sys.path.extend(site.getsitepackages())  # site-packages without running its .pth files (the kit's npshim.pth)
+import os, sys
+sys.path.extend(os.environ["NO_SHIM_SITE"].split(os.pathsep))  # site-packages without its .pth files (npshim.pth)
 from btnk_env.envs.habitat import HabitatPanoramaEnv
 from btnk_env.envs.habitat_bindings import numpy_copy_into_available
 import numpy as np
@@ -914,7 +933,10 @@ def test_6_numpy_2_without_a_workaround_does_not_crash(hab):
     if hab.name == "0.3.3":
         pytest.skip("habitat-sim 0.3.1+ holds Magnum vectors: no NumPy conversion to avoid")
     if hab.real:
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        import site
+
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+                   NO_SHIM_SITE=os.pathsep.join(site.getsitepackages()))
         run = subprocess.run([sys.executable, "-S", "-c", NO_SHIM_SCRIPT, hab.scene], capture_output=True, text=True,
                              env=env, timeout=300)
         assert run.returncode == 0 and "NO-SHIM OK" in run.stdout, (run.returncode, run.stdout, run.stderr[-2000:])

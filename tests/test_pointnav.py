@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -75,7 +76,7 @@ def _nearby_episode(probe_env) -> PointNavEpisode:
     goal = start + [0.1, 0.0, 0.0]
     d = probe_env.geodesic_distance(start, goal)
     probe_env.close()
-    return PointNavEpisode("near", "x.glb", tuple(start + up), (0.0, 0.0, 0.0, 1.0), (tuple(goal + up),), d)
+    return PointNavEpisode("near", Path(probe_env.scene).name, tuple(start + up), (0.0, 0.0, 0.0, 1.0), (tuple(goal + up),), d)
 
 
 def test_a_pointnav_dataset_runs_to_its_end_with_success_and_spl(hab, scene, tmp_path):

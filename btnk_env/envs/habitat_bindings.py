@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import functools
+import importlib
 import logging
 import warnings
 from typing import Any, Sequence
@@ -48,9 +49,8 @@ def numpy_copy_into_available() -> bool:
     has filled the slot (e.g. the habitat kit's ``npshim``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numpy.core is deprecated on NumPy 2; pybind11 still imports it
-        import numpy.core.multiarray as multiarray
-
-        capsule = multiarray._ARRAY_API
+        # the module pybind11's PyImport_ImportModule returns: sys.modules' entry (where a shim may sit)
+        capsule = importlib.import_module("numpy.core.multiarray")._ARRAY_API
     table = (ctypes.c_void_p * (COPY_INTO_SLOT + 1)).from_address(_capsule_pointer(capsule, None))
     return table[COPY_INTO_SLOT] is not None
 
