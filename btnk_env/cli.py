@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
     "export-scene": ("btnk_env.envs.export_scene", "export a built-in apartment as a .glb scene that Habitat-Sim loads"),
+    "pointnav": ("btnk_env.envs.pointnav", "write a habitat-lab PointNav episode dataset (.json.gz) for a Habitat scene"),
     "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
     "train-dynamics": ("training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
     "eval-dynamics": ("training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),

@@ -208,9 +208,15 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
             ep = folder.load(args.episode)
             m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
-            dyn, encoder = load_pair(args.dynamics, args.encoder, int(m.group(1)) if m else 3)
+            num_actions = int(m.group(1)) if m else 3
+            stop = (folder.config.get("collection") or {}).get("stop_action")
+            last = len(ep.frames)
+            if stop is not None:  # PointNav: STOP (the last action) moves nothing; the world has the others
+                num_actions = int(stop)
+                last = 1 + next((t for t, a in enumerate(ep.actions) if a == stop), len(ep.actions))
+            dyn, encoder = load_pair(args.dynamics, args.encoder, num_actions)
             k = dyn.config.context
-            n = min(len(ep.frames), k + args.horizon)
+            n = min(last, k + args.horizon)
             frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
         else:
             from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv

@@ -4,6 +4,7 @@ Episode recording (``btnk-env collect --mode episodes --policy ...``), the demo,
 planner take their policies from here:
 
 - ``"random"``: uniform actions (:class:`RandomPolicy`);
+- ``"shortest-path"``: the geodesic oracle of a PointNav episode (:class:`btnk_env.envs.pointnav.ShortestPathPolicy`);
 - ``"explorer"``: the scripted explorer (:func:`scripted_explorer`), steering to the goal from the
   pose in ``info`` (privileged state: a baseline, not a learner);
 - ``"shipped"`` or the path of a saved stable-baselines3 agent acting on bottleneck-MAE latents
@@ -30,7 +31,7 @@ import numpy as np
 __all__ = ["POLICIES", "SHIPPED_AGENT", "Policy", "RandomPolicy", "ExplorerPolicy", "AgentPolicy",
            "make_policy", "load_agent", "frame_hw", "scripted_explorer", "ppo_policy"]
 
-POLICIES = ("random", "explorer")
+POLICIES = ("random", "explorer", "shortest-path")
 """Policies named by a word; ``"shipped"`` or an agent file's path name a saved agent."""
 
 #: The PPO agent shipped with the package: trained on panorama-rooms-small latents in
@@ -156,6 +157,12 @@ def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small",
         raise ValueError(f"episode recording needs a Discrete action space, the world has {env.action_space}")
     if spec == "random":
         return RandomPolicy(int(env.action_space.n))
+    if spec == "shortest-path":
+        if getattr(env, "stop_action", None) is None:
+            raise ValueError("--policy shortest-path walks PointNav episodes: give --pointnav DATASET")
+        from btnk_env.envs.pointnav import ShortestPathPolicy
+
+        return ShortestPathPolicy(env, env.success_distance)
     if spec == "explorer":
         if env.action_space.n != 3:
             raise ValueError(f"the explorer drives Discrete(3) worlds (forward, left, right); this one has {env.action_space}")

@@ -120,6 +120,7 @@ def test_episode_seeds_continue_from_the_last():
     assert episode_seeds([9, 1, 5], 2) == [9, 1]
 
 
+@pytest.mark.habitat
 def test_records_habitat_episodes(monkeypatch, tmp_path):
     """The same recorder drives HabitatPanoramaEnv (against the habitat_sim stand-in of test_habitat_env)."""
     import sys

@@ -76,6 +76,9 @@ def run_episode(env: Any, policy: Policy, seed: int, index: int, max_steps: int)
     extra = {"policy": policy.name}
     if "layout_seed" in info:
         extra["layout_seed"] = int(info["layout_seed"])
+    for key in ("episode_id", "success", "spl", "path_length"):  # a PointNav episode's id and metrics
+        if key in info:
+            extra[key] = info[key] if key == "episode_id" else float(info[key])
     return Episode(np.stack(frames), np.array(actions, np.int64), np.array(rewards, np.float32),
                    np.array(terminated), np.array(truncated), np.array(positions, np.float64),
                    np.array(headings, np.float64), seed=seed, scene=str(info["scene"]), goal=goal, extra=extra)
@@ -127,6 +130,8 @@ def record_episodes(
         settings = {"policy": pol.name if isinstance(policy, Policy) else str(policy), "seeds": given.to_json() if isinstance(given, SeedRanges) else given,
                     "max_steps": int(max_steps), "env": type(base).__name__, "world": getattr(base, "world", None),
                     "height": frame_hw(env)[0]}
+        if getattr(env, "stop_action", None) is not None:  # PointNav: the action that ends an episode
+            settings["stop_action"] = int(env.stop_action)
         if isinstance(pol, AgentPolicy):
             settings["policy_model"] = str(policy_model) if isinstance(policy_model, (str, os.PathLike)) else "custom"
         writer = EpisodeFolderWriter(out_dir, frame_hw(env), repr(env.action_space), settings)
@@ -161,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--policy-model", default="panorama-rooms-small", help="the encoder an agent policy acts through")
     group.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="steps before an episode is truncated")
     group.add_argument("--device", default="auto", help="device of the agent's encoder: auto, cpu or cuda")
+    group.add_argument("--pointnav", default=None, metavar="DATASET",
+                       help="play the episodes of a habitat-lab PointNav dataset (.json.gz) in --habitat-scene: "
+                            "--seeds are episode indices; adds STOP (action 3); success and SPL are stored per episode")
 
 
 def run(args: argparse.Namespace, env: Any) -> int:
@@ -168,8 +176,19 @@ def run(args: argparse.Namespace, env: Any) -> int:
     if args.num_episodes is None:
         print("btnk-env collect: --mode episodes needs --num-episodes N")
         return 2
+    scores: list[tuple[float, float]] = []
+    if args.pointnav:
+        from btnk_env.envs.pointnav import PointNavEnv
+
+        if type(env.unwrapped).__name__ != "HabitatPanoramaEnv":
+            raise ValueError("--pointnav plays habitat-lab episodes in a Habitat scene: give --habitat-scene")
+        env = PointNavEnv(env, args.pointnav)
     writer = record_episodes(env, args.out, args.num_episodes, policy=args.policy, seeds=args.seeds,
                              max_steps=args.max_steps, policy_model=args.policy_model, device=args.device,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress,
+                             callback=lambda i, ep: "spl" in ep.extra and scores.append((ep.extra["success"], ep.extra["spl"])))
     print(f"{writer.num_complete()} episodes in {args.out}")
+    if scores:
+        success, spl = np.mean(scores, axis=0)
+        print(f"PointNav ({len(scores)} episodes recorded now): success {success:.3f}, SPL {spl:.3f}")
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 
 from btnk_env.collection import formats as F
 
-__all__ = ["Plan", "Driver", "make_gym_env", "run_units"]
+__all__ = ["Plan", "Driver", "make_gym_env", "run_units", "death_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -179,15 +179,49 @@ def _die_with_parent() -> None:
 
 
 def _init_worker(factory: Callable[[], Any], plan: Plan) -> None:
+    """Build the worker's environment; an error is kept and raised by the worker's first unit, so
+    the collector gets the exception itself rather than a broken pool."""
+    import faulthandler
+
+    faulthandler.enable()  # a crash in a native library prints the Python stack before the process dies
     _die_with_parent()
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker: the workers are the parallelism
-    env = factory()  # the GL/EGL context is created here, in the spawned process
+    try:
+        env = factory()  # the GL/EGL context is created here, in the spawned process
+    except Exception as err:
+        _WORKER["error"] = err
+        return
     _WORKER["env"] = env
     _WORKER["driver"] = Driver(env.unwrapped, plan)
 
 
 def _worker_run(unit: Unit) -> tuple[F.ShardEntry | None, list[dict]]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     return run_unit(_WORKER["driver"], unit)
+
+
+def death_reason(exitcodes: Sequence[int | None]) -> str:
+    """Why worker processes ended, from their exit codes (negative: the signal that killed them).
+
+    Example:
+        >>> death_reason([-11, -15]), death_reason([1])
+        ('killed by signal SIGSEGV (exit code -11)', 'exited with status 1')
+    """
+    import signal
+
+    def one(code: int) -> str:
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"killed by signal {name} (exit code {code})"
+        return f"exited with status {code}"
+
+    codes = [c for c in exitcodes if c not in (None, 0)]
+    own = [c for c in codes if c != -15] or codes  # the pool SIGTERMs the other workers once one died
+    return ", ".join(dict.fromkeys(one(c) for c in own)) or "ended without an exit code"
 
 
 def run_units(units: Sequence[Unit], plan: Plan, workers: int, env: Any = None,
@@ -235,6 +269,7 @@ def _run_pool(units: list[Unit], plan: Plan, workers: int, factory: Callable[[],
     while todo:
         pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
                                    initargs=(factory, plan))
+        processes = pool._processes  # the worker processes, for their exit codes once one died
         broken = False
         try:
             futures = {pool.submit(_worker_run, todo[i]): i for i in sorted(todo)}
@@ -260,14 +295,16 @@ def _run_pool(units: list[Unit], plan: Plan, workers: int, factory: Callable[[],
                         yield buffered.pop(next_out)
                         next_out += 1
         finally:
+            dead = dict(processes or {})
             pool.shutdown(wait=True, cancel_futures=True)
         if broken:
             restarts += 1
+            reason = death_reason([p.exitcode for p in dead.values()])
             if restarts > MAX_POOL_RESTARTS:
-                raise RuntimeError(f"collection worker processes died {restarts} times; what was stored is kept "
-                                   "(re-run the same command to resume); see the log above for the crash")
-            logger.warning("a collection worker died (see its message above); running its %d unfinished units again "
-                           "in new workers (restart %d of at most %d)", len(todo), restarts, MAX_POOL_RESTARTS)
+                raise RuntimeError(f"collection worker processes died {restarts} times (last: {reason}); what was "
+                                   "stored is kept (re-run the same command to resume); the workers' messages are above")
+            logger.warning("a collection worker died: %s; running its %d unfinished units again in new workers "
+                           "(restart %d of at most %d)", reason, len(todo), restarts, MAX_POOL_RESTARTS)
 
 
 def factory_for(env_id: str, height: int, env_kwargs: dict | None) -> Callable[[], Any]:

@@ -1,9 +1,12 @@
 """``HabitatPanoramaEnv``: the panorama environment contract on top of Habitat-Sim scenes.
 
-habitat-sim is optional and installed with conda (there is no pip wheel for most Pythons)::
+habitat-sim is optional. On Linux it comes from conda, or from the one pip wheel there is
+(habitat-sim 0.2.2 for Python 3.13, rendering on the CPU through Mesa; it needs the ``magnum``
+Python bindings next to it, see ``docs/panorama_worlds.md``)::
 
     conda install habitat-sim -c conda-forge -c aihabitat            # with a display
-    conda install habitat-sim headless -c conda-forge -c aihabitat   # servers without one
+    conda install habitat-sim headless -c conda-forge -c aihabitat   # servers without one (NVIDIA GPU)
+    pip install habitat-sim-uv-wheels-experimental                   # Python 3.13, CPU (HSIM_DISABLE_CUDA_DEVICE=1)
 
 It is imported only when the environment is created. The adapter keeps to habitat-sim's public
 API of releases 0.2.2 to 0.3.3; ``tests/habitat_api.json`` lists every name it uses, read from
@@ -26,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from btnk_env.envs.habitat_bindings import close_simulator, numpy_copy_into_available, set_vector, track_simulator
 from btnk_env.envs.panorama_rooms import MAX_DEPTH, panorama_observation_space
 from btnk_env.envs.task import PointGoalTask, pick_goal
 
@@ -35,9 +39,10 @@ __all__ = ["HabitatPanoramaEnv", "import_habitat_sim", "ray_depth_scale", "check
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "HabitatPanoramaEnv needs habitat-sim, which is installed with conda: "
-    "`conda install habitat-sim -c conda-forge -c aihabitat` "
-    "(on a server without a display: `conda install habitat-sim headless -c conda-forge -c aihabitat`). "
+    "HabitatPanoramaEnv needs habitat-sim: `conda install habitat-sim -c conda-forge -c aihabitat` "
+    "(on a server without a display: `conda install habitat-sim headless -c conda-forge -c aihabitat`), "
+    "or on Python 3.13 `pip install habitat-sim-uv-wheels-experimental` with the magnum bindings "
+    "(docs/panorama_worlds.md). "
     "The built-in btnk_env/PanoramaRooms-v0 needs no extra install."
 )
 CUDA_EGL_HINT = (
@@ -52,6 +57,10 @@ ANCHOR_SAMPLES = 64
 """Navigable points sampled once per scene to find the walkable island."""
 SAMPLE_TRIES = 100
 """Random navigable points tried per pose before falling back to the island's anchor point."""
+PROBE = "floor_probe"
+"""The depth sensor of agent 1, rendered once per scene to measure how far the navmesh lies above the floor."""
+MAX_FLOOR_OFFSET = 0.5
+"""A measured navmesh-to-floor offset outside ``[0, MAX_FLOOR_OFFSET]`` m is not trusted (taken as 0)."""
 
 
 def import_habitat_sim():
@@ -131,21 +140,12 @@ def _forget(err: BaseException) -> None:
     gc.collect()
 
 
-def _close_quietly(sim) -> None:
-    if sim is None:
-        return
-    try:
-        sim.close()
-    except Exception as err:  # a simulator whose scene failed may fail to close too
-        logger.warning("closing a failed habitat-sim Simulator raised %s: %s", type(err).__name__, err)
-
-
 class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     """Point-goal navigation in a Habitat-Sim scene, observed through equirectangular panoramas.
 
     Same contract as :class:`~btnk_env.envs.panorama_rooms.PanoramaRoomsEnv`: observation
     ``(H, 2H, 3)`` uint8 RGB (Habitat's RGBA with alpha dropped) from an
-    ``EquirectangularSensorSpec`` ``sensor_height`` metres above the agent, or with ``depth`` a
+    ``EquirectangularSensorSpec`` ``sensor_height`` metres above the floor, or with ``depth`` a
     dict with ``"depth"`` ``(H, 2H, 1)`` float32 metres; actions ``Discrete(3)``: 0
     ``move_forward``, 1 ``turn_left``, 2 ``turn_right`` (Habitat's own action names, with
     ``forward_step`` metres and ``turn_degrees`` degrees); the same pose methods
@@ -160,12 +160,24 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
     pathfinder). Unlike the built-in world the goal is not drawn in the scene: give it to the
     agent from ``info["goal_position"]``.
 
+    Eye height. Habitat's navmesh lies one Recast cell (0.1 to 0.2 m) above the floor it covers
+    and the agent stands on it. Once per scene a depth probe (agent 1's sensor) measures that
+    offset straight down from a point of the walkable island (:attr:`floor_offset`), and the
+    sensors are placed ``sensor_height - floor_offset`` above the agent: the eye is
+    ``sensor_height`` above the floor, as in the built-in world. Positions in ``info``, the pose
+    methods and goals are floor-level (navmesh point minus ``floor_offset`` in y).
+
+    Many environments per process: habitat-sim's simulators of one process share the GL context
+    of the first, so closing is ordered for them (:mod:`btnk_env.envs.habitat_bindings`): any
+    number of environments can be created, used and closed in any order (``SyncVectorEnv``
+    too); a closed environment's simulator is freed once the ones created after it are closed.
+
     Args:
         scene: a scene file (``.glb``, ``.ply``) or a scene id of ``scene_dataset_config``.
         height: panorama height ``H``; the width is ``2H`` (1024x512 is the original setting).
         depth, turn_degrees, forward_step, goal_radius, goal_distance: as in PanoramaRoomsEnv.
         scene_dataset_config: optional ``*.scene_dataset_config.json`` (HM3D, HSSD, ...).
-        sensor_height: camera height above the agent's feet in metres.
+        sensor_height: camera height above the floor in metres.
         gpu_device_id: the GPU Habitat renders on.
         min_island_radius: navmesh islands smaller than this (``island_radius``, metres) are
             never start or goal islands (habitat-lab's point-goal datasets use 1.5).
@@ -197,7 +209,9 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         render_mode: str | None = "rgb_array",
     ):
         self._hs = import_habitat_sim()
-        self._magnum_specs = _release(self._hs) >= (0, 3, 1)  # sensor spec vectors: Eigen before 0.3.1
+        self._magnum_specs = _release(self._hs) >= (0, 3, 1)  # spec and path vectors: Eigen before 0.3.1
+        # an Eigen argument (island_radius) goes through NumPy's PyArray_CopyInto, absent on NumPy 2
+        self._eigen_arguments = self._magnum_specs or numpy_copy_into_available()
         if not 16 <= int(height) <= 2048:
             raise ValueError(f"height must be in [16, 2048], got {height}")
         if render_mode not in (None, "rgb_array"):
@@ -214,8 +228,11 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         self.scene = str(scene)
         self.sim = None
         check_render_device()
+        self._specs: list = []  # the agent's sensor specs (moved once the floor offset is known)
+        self._probe_spec = None
         self.sim, self.agent = self._open_simulator(self._configuration(self.scene))
-        self._anchor: np.ndarray | None = None  # a point of the walkable island, found per scene
+        self._anchor: np.ndarray | None = None  # a navmesh point of the walkable island, found per scene
+        self._offset: float | None = None  # navmesh height above the floor, measured per scene
         self._goal = np.zeros(3)
         self._obs: Any = None
         self._collided = False
@@ -228,48 +245,51 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         if self.scene_dataset_config:
             sim_cfg.scene_dataset_config_file = str(self.scene_dataset_config)
         sim_cfg.gpu_device_id = self.gpu_device_id
-        sensors = []
         kinds = [("rgb", hs.SensorType.COLOR)] + ([("depth", hs.SensorType.DEPTH)] if self.depth else [])
-        resolution, position = self._spec_vectors()
+        vector2, vector3 = self._vector_types()
+        self._specs = []
         for uuid, sensor_type in kinds:
             spec = hs.EquirectangularSensorSpec()
             spec.uuid = uuid
             spec.sensor_type = sensor_type
-            spec.resolution = resolution
-            spec.position = position
-            sensors.append(spec)
+            set_vector(spec, "resolution", (self.height, 2 * self.height), vector2)
+            set_vector(spec, "position", (0.0, self.sensor_height, 0.0), vector3)
+            self._specs.append(spec)
         agent_cfg = hs.agent.AgentConfiguration()
-        agent_cfg.sensor_specifications = sensors
+        agent_cfg.sensor_specifications = list(self._specs)
         amounts = (self.forward_step, self.turn_degrees, self.turn_degrees)
         agent_cfg.action_space = {
             name: hs.agent.ActionSpec(name, hs.agent.ActuationSpec(amount=amount))
             for name, amount in zip(ACTIONS, amounts)
         }
-        return hs.Configuration(sim_cfg, [agent_cfg])
+        probe = hs.EquirectangularSensorSpec()  # default resolution and position (1.5 m up)
+        probe.uuid = PROBE
+        probe.sensor_type = hs.SensorType.DEPTH
+        probe_cfg = hs.agent.AgentConfiguration()
+        probe_cfg.sensor_specifications = [probe]
+        self._probe_spec = probe
+        return hs.Configuration(sim_cfg, [agent_cfg, probe_cfg])
 
-    def _spec_vectors(self):
-        """``(resolution, position)`` of the sensor specs in the type the bindings hold.
-
-        Up to habitat-sim 0.3.0 they are Eigen vectors, converted by pybind11 through NumPy (2.9.2 in
-        0.2.2, 2.11.1 in 0.2.5 to 0.3.0: a Python list crashes 0.2.x under NumPy 2, so a typed array
-        is passed); from 0.3.1 they are Magnum vectors.
-        """
-        h, w = self.height, 2 * self.height
+    def _vector_types(self):
+        """``(Vector2i, Vector3)`` of the bindings' spec and path vectors: Magnum's from habitat-sim
+        0.3.1, ``(None, None)`` (Eigen, written in place by :func:`set_vector`) before."""
         if self._magnum_specs:
             import magnum as mn
 
-            return mn.Vector2i(h, w), mn.Vector3(0.0, self.sensor_height, 0.0)
-        return np.array([h, w], dtype=np.int32), np.array([0.0, self.sensor_height, 0.0], dtype=np.float32)
+            return mn.Vector2i, mn.Vector3
+        return None, None
 
     def _open_simulator(self, config):
         """``(simulator, agent)`` for ``config``; a failure leaves no simulator alive."""
         sim = failure = None
         try:
             sim = self._hs.Simulator(config)
+            track_simulator(sim)
             return sim, sim.initialize_agent(0)
         except Exception as err:
             failure = err
-        _close_quietly(sim)
+        if sim is not None:
+            close_simulator(sim)
         sim = None
         _forget(failure)
         if "EGL device" in str(failure):
@@ -285,9 +305,9 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         except Exception as err:
             failure = err
         if failure is None:
-            self.scene, self._anchor = scene, None
+            self.scene, self._anchor, self._offset = scene, None, None
             return
-        _close_quietly(self.sim)  # now, while its GL context is the only one
+        close_simulator(self.sim)  # now, where no simulator created after it is open
         self.sim = self.agent = None
         _forget(failure)
         raise RuntimeError(f"could not load scene {scene!r} ({type(failure).__name__}: {failure}); "
@@ -300,27 +320,69 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         return name.split(".")[0] or self.scene
 
     # -- poses ------------------------------------------------------------------------------------
+    @property
+    def floor_offset(self) -> float:
+        """How far (metres) the navmesh lies above the floor in this scene, measured once per
+        scene by the depth probe straight down from a point of the walkable island."""
+        if self._offset is None:
+            self._offset = self._measure_floor_offset(self._walkable_anchor())
+            y = self.sensor_height - self._offset
+            for spec in self._specs:  # the sensors follow their specs at the next set_state
+                set_vector(spec, "position", (0.0, y, 0.0), self._vector_types()[1])
+        return self._offset
+
+    def _measure_floor_offset(self, point: np.ndarray) -> float:
+        probe = self.sim.initialize_agent(1)
+        state = self._hs.AgentState()
+        state.position = point.astype(np.float32)
+        probe.set_state(state)
+        depth = np.asarray(self.sim.get_sensor_observations(1)[PROBE], dtype=np.float32)  # planar cube-face depth
+        offset = float(np.median(depth.reshape(depth.shape[0], -1)[-1])) - float(np.asarray(self._probe_spec.position)[1])
+        if not 0.0 <= offset <= MAX_FLOOR_OFFSET:  # the bottom face sees the floor at that depth
+            logger.warning("scene %s: the floor under the navmesh measured %.3f m away; taking 0", self.scene, offset)
+            return 0.0
+        return offset
+
+    def _to_floor(self, navmesh_point) -> np.ndarray:
+        return np.asarray(navmesh_point, dtype=np.float64).reshape(3) - (0.0, self.floor_offset, 0.0)
+
+    def _to_navmesh(self, floor_point) -> np.ndarray:
+        return np.asarray(floor_point, dtype=np.float64).reshape(3) + (0.0, self.floor_offset, 0.0)
+
     def sample_navigable_pose(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
-        """A random point of the walkable island and a heading: ``(position (3,) float64, radians)``."""
+        """A random floor-level point of the walkable island and a heading: ``(position (3,) float64, radians)``."""
         rng = self.np_random if rng is None else rng
         anchor = self._walkable_anchor()
         self.sim.pathfinder.seed(int(rng.integers(2**31 - 1)))
         position = anchor.copy()
         for _ in range(SAMPLE_TRIES):
             p = self._random_navigable_point()
-            if p is not None and math.isfinite(self.geodesic_distance(anchor, p)):
+            if p is not None and math.isfinite(self._navmesh_distance(anchor, p)):
                 position = p
                 break
-        return position, float(rng.uniform(-math.pi, math.pi))
+        return self._to_floor(position), float(rng.uniform(-math.pi, math.pi))
 
     def geodesic_distance(self, a, b) -> float:
-        """Shortest walking distance in metres between two ``(3,)`` points; ``inf`` without a path."""
+        """Shortest walking distance in metres between two floor-level ``(3,)`` points; ``inf`` without a path."""
+        return self._navmesh_distance(self._to_navmesh(a), self._to_navmesh(b))
+
+    def shortest_path(self, a, b) -> list[np.ndarray]:
+        """The corners of the shortest walk from floor-level ``a`` to ``b`` (floor-level ``(3,)``
+        points, ``a`` first); empty without a path."""
+        path = self._find_path(self._to_navmesh(a), self._to_navmesh(b))
+        return [] if path is None else [self._to_floor(p) for p in path.points]
+
+    def _find_path(self, a: np.ndarray, b: np.ndarray):
+        """``habitat_sim.ShortestPath`` between navmesh points, or None without a path."""
         path = self._hs.ShortestPath()
-        path.requested_start = np.asarray(a, dtype=np.float32).reshape(3)
-        path.requested_end = np.asarray(b, dtype=np.float32).reshape(3)
-        if not self.sim.pathfinder.find_path(path):
-            return math.inf
-        return float(path.geodesic_distance)
+        vector3 = self._vector_types()[1]
+        set_vector(path, "requested_start", np.asarray(a, dtype=np.float32).reshape(3), vector3)
+        set_vector(path, "requested_end", np.asarray(b, dtype=np.float32).reshape(3), vector3)
+        return path if self.sim.pathfinder.find_path(path) else None
+
+    def _navmesh_distance(self, a, b) -> float:
+        path = self._find_path(a, b)
+        return math.inf if path is None else float(path.geodesic_distance)
 
     def _random_navigable_point(self) -> np.ndarray | None:
         """A point of any navmesh island (``(3,)`` float64), or None where the pathfinder found none."""
@@ -328,12 +390,14 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         return p if np.all(np.isfinite(p)) else None
 
     def _walkable_anchor(self) -> np.ndarray:
-        """A point of the walkable island: the lowest of the islands with ``island_radius`` at least
-        ``min_island_radius`` (all islands if none is), found once per scene from fixed samples.
+        """A navmesh point of the walkable island: the lowest of the islands with ``island_radius``
+        at least ``min_island_radius`` (all islands if none is), found once per scene from fixed samples.
 
         habitat-sim 0.2.2 has no island indices (``num_islands`` and ``island_index`` came in
         0.2.3), so points are kept to the island by a path to this anchor. Lowest, not largest:
-        the roof of a closed scene is an island as large as its floor.
+        the roof of a closed scene is an island as large as its floor. ``island_radius`` takes an
+        Eigen argument before habitat-sim 0.3.1, which NumPy 2 cannot hand over without
+        ``PyArray_CopyInto``: there the lowest island is taken whatever its size.
         """
         if self._anchor is None:
             pf = self.sim.pathfinder
@@ -342,19 +406,20 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
             if not points:
                 raise RuntimeError(f"scene {self.scene!r} has no navigable point: habitat-sim found or computed "
                                    "no navmesh for it (put a .navmesh beside the scene, or check that it loaded)")
-            large = [p for p in points if pf.island_radius(p.astype(np.float32)) >= self.min_island_radius]
+            large = [p for p in points if self._eigen_arguments
+                     and pf.island_radius(p.astype(np.float32)) >= self.min_island_radius]
             self._anchor = min(large or points, key=lambda p: p[1])
         return self._anchor
 
     def set_pose(self, position, heading: float) -> Any:
-        """Teleport the agent (``position`` ``(x, y, z)``, or ``(x, z)`` keeping the current floor)."""
+        """Teleport the agent (floor-level ``position`` ``(x, y, z)``, or ``(x, z)`` keeping the current floor)."""
         p = np.asarray(position, dtype=np.float64).reshape(-1)
         if p.shape == (2,):
             p = np.array([p[0], self.get_pose()[0][1], p[1]])
         elif p.shape != (3,):
             raise ValueError(f"position must have 2 (x, z) or 3 (x, y, z) values, got shape {p.shape}")
         state = self._hs.AgentState()
-        state.position = p.astype(np.float32)
+        state.position = self._to_navmesh(p).astype(np.float32)
         state.rotation = self._hs.utils.common.quat_from_angle_axis(float(heading), np.array([0.0, 1.0, 0.0]))
         self.agent.set_state(state)
         self._collided = False
@@ -362,11 +427,11 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         return self._obs
 
     def get_pose(self) -> tuple[np.ndarray, float]:
-        """``(position (3,) float64, heading radians in [-pi, pi))`` of the agent."""
+        """``(floor-level position (3,) float64, heading radians in [-pi, pi))`` of the agent."""
         state = self.agent.get_state()
         x, y, _, w = (float(v) for v in self._hs.utils.common.quat_to_coeffs(state.rotation))
         heading = 2.0 * math.atan2(y, w)  # a rotation about +y only
-        return np.asarray(state.position, dtype=np.float64).copy(), (heading + math.pi) % (2 * math.pi) - math.pi
+        return self._to_floor(state.position), (heading + math.pi) % (2 * math.pi) - math.pi
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -398,9 +463,16 @@ class HabitatPanoramaEnv(PointGoalTask, gym.Env):
         reward, success = self._task_reward(before, self._distance())
         return self._obs, float(reward), success, False, self._info(success)
 
+    def observe(self) -> tuple[Any, dict[str, Any]]:
+        """``(observation, info)`` of the current pose, without acting (``info["success"]`` False)."""
+        self._require_open()
+        if self._obs is None:
+            raise RuntimeError("call reset() before observe()")
+        return self._obs, self._info(False)
+
     def close(self):
         if getattr(self, "sim", None) is not None:
-            self.sim.close()
+            close_simulator(self.sim)  # at once, or when the simulators created after it are closed
             self.sim = self.agent = None
         super().close()
 
