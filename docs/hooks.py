@@ -1,0 +1,76 @@
+"""mkdocs hook: pages that live outside ``docs/`` in the repository.
+
+The README is the site's home page, the shipped model's card and the notebooks in ``examples/``
+are pages too. Each is added at build time from its file in the repository (one copy of the
+text), and its relative links, written for a reader of the repository (``docs/wrappers.md``,
+``../../../docs/images/x.png``), are rewritten into links between site pages. A link to a
+repository file that is not part of the site is left as it is, so the strict build reports it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+import griffe
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: repository path -> site path of the pages that live outside docs/
+EXTERNAL_PAGES = {
+    "README.md": "index.md",
+    "models/weights/panorama_rooms_small/MODEL_CARD.md": "model_card.md",
+    **{f"examples/{p.name}": f"notebooks/{p.name}" for p in sorted((ROOT / "examples").glob("*.ipynb"))},
+}
+
+LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
+
+
+def site_path(repo_path: str) -> str | None:
+    """Where the repository file ``repo_path`` lives in the site, or None if it is not part of it."""
+    if repo_path in EXTERNAL_PAGES:
+        return EXTERNAL_PAGES[repo_path]
+    if repo_path.startswith("docs/"):
+        return repo_path[len("docs/"):]
+    return None
+
+
+def rewrite_links(markdown: str, repo_path: str, page_path: str) -> str:
+    """Rewrite the relative links of ``markdown`` (the text of ``repo_path``) for the page ``page_path``."""
+    repo_dir, page_dir = posixpath.dirname(repo_path), posixpath.dirname(page_path)
+
+    def one(match: re.Match) -> str:
+        target = match.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("/"):
+            return match.group(0)  # a URL or an absolute link
+        resolved = site_path(posixpath.normpath(posixpath.join(repo_dir, target)))
+        if resolved is None:
+            return match.group(0)
+        return match.group(1) + posixpath.relpath(resolved, page_dir or ".") + match.group(3)
+
+    return LINK.sub(one, markdown)
+
+
+def on_files(files: Files, config) -> Files:
+    for repo_path, page_path in EXTERNAL_PAGES.items():
+        source = ROOT / repo_path
+        if page_path.endswith(".md"):
+            text = rewrite_links(source.read_text(encoding="utf-8"), repo_path, page_path)
+            files.append(File.generated(config, page_path, content=text))
+        else:
+            files.append(File.generated(config, page_path, abs_src_path=str(source)))
+    return files
+
+
+class ExampleSections(griffe.Extension):
+    """Griffe extension (mkdocs.yml): the docstrings' ``Example:`` sections render as examples.
+
+    Griffe's Google-style parser knows ``Examples:``; the singular, which this project's
+    docstrings use, would render as an admonition with the doctest lines as block quotes.
+    """
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = re.sub(r"^(\s*)Example:\s*$", r"\1Examples:", obj.docstring.value, flags=re.M)
