@@ -16,6 +16,7 @@ Usage::
 
     python -m benchmarks.report                  # rewrite every table from its JSON
     python -m benchmarks.report --check          # exit 1 if a table differs from its JSON (a test runs it)
+    python -m benchmarks.report measure docs     # the figures the README quotes -> docs/benchmarks/docs.json
     python -m benchmarks.report measure quick    # python -m benchmarks --quick -> docs/benchmarks/quick.json
     python -m benchmarks.report measure demo     # btnk-env demo, timed   -> docs/benchmarks/demo.json
 """
@@ -135,8 +136,15 @@ def view_env(r: dict) -> Table:
 
 
 def view_video(r: dict) -> Table:
-    rows = [[d["preset"], d["size"], d["precision"], str(d["batch_size"]), _f(d["frames_per_s"])] for d in r["video"]["decode"]]
-    return ["preset", "frame size", "precision", "frames per call", "decoded frames/s"], rows
+    v = r["video"]
+    rows = [[f"decode_rollout, {d['preset']}", d["size"], d["precision"], str(d["batch_size"]), _f(d["frames_per_s"])]
+            for d in v["decode"]]
+    pipe = v.get("pipeline", {})
+    for label, key in (("comparison layout, 2 tiled sequences", "comparison_layout_fps"),
+                       ("MP4 writing (x264)", "mp4_write_fps"), ("GIF writing", "gif_write_fps")):
+        if key in pipe:
+            rows.append([label, pipe["layout_size"], "", "", _f(pipe[key])])
+    return ["step", "frame size", "precision", "batch", "frames/s"], rows
 
 
 def view_collect(r: dict) -> Table:
@@ -206,12 +214,20 @@ def render(json_path: str, view: str, filters: Dict[str, str], page: str) -> str
     return "\n".join(lines) + "\n"
 
 
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
 def rewrite(text: str, page: str) -> str:
+    """``text`` with every table between markers generated again (markers inside code fences are examples)."""
     def one(m: re.Match) -> str:
         filters = dict(f.split("=", 1) for f in m.group(4).split())
         return m.group(1) + render(m.group(2), m.group(3), filters, page) + m.group(6)
 
-    return MARKER.sub(one, text)
+    parts, last = [], 0
+    for fence in FENCE.finditer(text):
+        parts += [MARKER.sub(one, text[last:fence.start()]), fence.group(0)]
+        last = fence.end()
+    return "".join(parts) + MARKER.sub(one, text[last:])
 
 
 def pages() -> List[Path]:
@@ -263,6 +279,54 @@ def measure_quick() -> dict:
         return json.loads(out.read_text())
 
 
+#: (preset, (H, W), batch sizes) of ``measure docs``: the shipped model's size and ViT-B
+DOCS_CASES = (("tiny", (128, 256), (1, 8)), ("base", (224, 224), (1, 8)))
+
+
+def measure_docs() -> dict:
+    """The figures the README and the guides quote, in the layout of ``python -m benchmarks``'s JSON
+    (the same views read both): encode/decode for :data:`DOCS_CASES`, the wrappers, the built-in world."""
+    import torch
+
+    from benchmarks import bench_model
+    from benchmarks.bench_env import bench_env
+    from benchmarks.bench_wrappers import benchmark_wrappers
+    from benchmarks.common import matmul_peak_gflops
+    from models.hardware import cpu_tier
+
+    peak = matmul_peak_gflops(torch.float32, "cpu")
+    rows = []
+    for preset, size, batches in DOCS_CASES:
+        model = bench_model.BtnkMAE(preset, img_size=size).eval()
+        for batch in batches:
+            r = bench_model.measure(model, batch)
+            r.update(preset=preset, size=f"{size[0]}x{size[1]}", encode_fraction_of_fp32_peak=r["encode_gflop_s"] / peak,
+                     decode_fraction_of_fp32_peak=r["decode_gflop_s"] / peak)
+            rows.append(r)
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "matmul_peak_gflops": {"fp32": peak},
+            "model": rows, "wrappers": benchmark_wrappers("base", (224, 224), (1, 4, 8), repeats=5, device="cpu"),
+            "env": bench_env(heights=(256, 512), steps=100)}
+
+
+def measure_video() -> dict:
+    import torch
+
+    from benchmarks.bench_video import run
+    from models.hardware import cpu_tier
+
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "video": run("cpu", ("fp32",))}
+
+
+def measure_train() -> dict:
+    import torch
+
+    from benchmarks.bench_train import bench_in_subprocess
+    from models.hardware import cpu_tier
+
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name},
+            "train": [bench_in_subprocess(preset="small", batch_size=8, img_size=(224, 224), steps=3, precision="fp32", device="cpu")]}
+
+
 def measure_demo() -> dict:
     import torch
 
@@ -279,7 +343,10 @@ def measure_demo() -> dict:
 
 MEASURES: Dict[str, Tuple[str, Callable[[], dict]]] = {
     "quick": ("python -m benchmarks --quick", measure_quick),
+    "docs": ("python -m benchmarks.report measure docs", measure_docs),
     "demo": ("btnk-env demo", measure_demo),
+    "video": ("python -m benchmarks.report measure video", measure_video),
+    "train": ("python -m benchmarks.report measure train", measure_train),
 }
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import griffe
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL_PAGES = {
     "README.md": "index.md",
     "models/weights/panorama_rooms_small/MODEL_CARD.md": "model_card.md",
-    **{f"examples/{p.name}": f"notebooks/{p.name}" for p in sorted((ROOT / "examples").glob("*.ipynb"))},
+    **{f"examples/{p.name}": f"examples/{p.name}" for p in sorted((ROOT / "examples").glob("*.ipynb"))},
 }
 
 LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
@@ -53,24 +54,31 @@ def rewrite_links(markdown: str, repo_path: str, page_path: str) -> str:
     return LINK.sub(one, markdown)
 
 
+@event_priority(100)  # before mkdocs-jupyter's on_files, which turns the notebooks into pages
 def on_files(files: Files, config) -> Files:
     for repo_path, page_path in EXTERNAL_PAGES.items():
         source = ROOT / repo_path
         if page_path.endswith(".md"):
             text = rewrite_links(source.read_text(encoding="utf-8"), repo_path, page_path)
             files.append(File.generated(config, page_path, content=text))
-        else:
-            files.append(File.generated(config, page_path, abs_src_path=str(source)))
+        else:  # a plain file of the repository, so that mkdocs-jupyter renders it
+            files.append(File(repo_path, src_dir=str(ROOT), dest_dir=config["site_dir"],
+                              use_directory_urls=config["use_directory_urls"]))
     return files
 
 
-class ExampleSections(griffe.Extension):
-    """Griffe extension (mkdocs.yml): the docstrings' ``Example:`` sections render as examples.
+ROLE = re.compile(r":(?:class|meth|func|mod|attr|data|exc|obj):`~?([^`]+)`")
 
-    Griffe's Google-style parser knows ``Examples:``; the singular, which this project's
-    docstrings use, would render as an admonition with the doctest lines as block quotes.
+
+class DocstringMarkup(griffe.Extension):
+    """Griffe extension (mkdocs.yml): this project's docstrings render as written for ``help()``.
+
+    Griffe's Google-style parser knows ``Examples:``; the singular, which the docstrings use, would
+    render as an admonition with the doctest lines as block quotes. Sphinx roles
+    (``:class:`BtnkMAEConfig```) would show their role names; they render as code.
     """
 
     def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = re.sub(r"^(\s*)Example:\s*$", r"\1Examples:", obj.docstring.value, flags=re.M)
+            text = re.sub(r"^(\s*)Example:\s*$", r"\1Examples:", obj.docstring.value, flags=re.M)
+            obj.docstring.value = ROLE.sub(r"`\1`", text)
