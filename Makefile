@@ -39,9 +39,10 @@ test: install
 docs: install
 	$(BIN)/mkdocs build --strict
 
-# notebook 03 stores 12-frame rollouts, so its animations stay small
+# stored at settings that run in minutes on two CPU cores: PPO for 1024 steps (a reader's default is
+# 20,000), 12-frame rollouts (so the stored animations stay small)
 notebooks: install
-	BTNK_NOTEBOOK_STEPS=12 $(BIN)/python -m tests.notebook_outputs examples/*.ipynb
+	BTNK_NOTEBOOK_TIMESTEPS=1024 BTNK_NOTEBOOK_EVAL_EPISODES=4 BTNK_NOTEBOOK_STEPS=12 $(BIN)/python -m tests.notebook_outputs examples/*.ipynb
 
 bench: install
 	$(BIN)/python -m benchmarks

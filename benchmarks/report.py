@@ -314,7 +314,9 @@ def measure_video() -> dict:
     from benchmarks.bench_video import run
     from models.hardware import cpu_tier
 
-    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "video": run("cpu", ("fp32",))}
+    cases = (("base", (224, 224), (1, 8)), ("small", (256, 512), (1, 8)))
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name},
+            "video": run("cpu", ("fp32",), cases=cases, frames=16, reps=2)}
 
 
 def measure_train() -> dict:

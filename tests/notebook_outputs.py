@@ -35,7 +35,7 @@ def source_digest(nb) -> str:
 GIF_LIMIT = 200_000
 
 
-def smaller_gif(b64: str, scale: float = 0.75, colors: int = 128) -> str:
+def smaller_gif(b64: str, scale: float = 0.6, colors: int = 64) -> str:
     """The base64 GIF ``b64`` at ``scale`` of its size with a ``colors``-colour palette, same timing."""
     from PIL import Image, ImageSequence
 
