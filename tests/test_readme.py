@@ -6,7 +6,7 @@ Each fenced ``python`` or ``bash`` block follows a marker: ``<!-- tested -->`` (
 go untested by accident. Python blocks are executed; each line of a bash block is a ``btnk-env``
 command, run through ``btnk_env.cli.main`` in this process (no new interpreter per command), in
 the same folder as the block's other lines. The folder sees the repository's ``docs/`` and
-``configs/``, which the snippets read.
+``configs/``, which the snippets read; Minari datasets go into it too.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def workdir(tmp_path, monkeypatch):
     for name in ("docs", "configs"):
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # not the user's ~/.minari
     return tmp_path
 
 
