@@ -1,13 +1,16 @@
 # Two set-up commands for a fresh machine (see README):
 #   make demo   -> creates .venv, installs the project, runs the demo of the main job
 #   make test   -> creates .venv, installs the project with test extras, runs the test suite
+# and for developers:
+#   make docs       -> builds the docs site into site/ (mkdocs --strict: a broken link or reference fails)
+#   make notebooks  -> re-executes examples/*.ipynb in place (they are stored with their outputs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is installed first and pinned, so that no resolver pulls another build later.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install system-deps demo test bench clean
+.PHONY: install system-deps demo test docs notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ system-deps:
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e ".[dev]" $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e ".[dev,docs]" $(TORCH_PINS)
 	touch $@
 
 install: system-deps $(VENV)/.installed
@@ -33,8 +36,16 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+docs: install
+	$(BIN)/mkdocs build --strict
+
+# stored at settings that run in minutes on two CPU cores: PPO for 1024 steps (a reader's default is
+# 20,000), 12-frame rollouts (so the stored animations stay small)
+notebooks: install
+	BTNK_NOTEBOOK_TIMESTEPS=1024 BTNK_NOTEBOOK_EVAL_EPISODES=4 BTNK_NOTEBOOK_STEPS=12 $(BIN)/python -m tests.notebook_outputs examples/*.ipynb
+
 bench: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -3,8 +3,8 @@
 Each notebook is executed by nbclient in a fresh kernel that runs this interpreter (a kernelspec
 for ``sys.executable`` is installed into a temporary folder), in a temporary working directory,
 with small settings from environment variables (``BTNK_NOTEBOOK_*``). The tests check that every
-cell ran, a few printed results, that a committed notebook carries no outputs, and that running
-it wrote nothing into the repository.
+cell ran, a few printed results, that a committed notebook is stored executed with the outputs of its current
+code (``make notebooks``), and that running it wrote nothing into the repository.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 ipykernel_kernelspec = pytest.importorskip("ipykernel.kernelspec")
+
+from tests.notebook_outputs import DIGEST_KEY, source_digest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -91,14 +93,26 @@ def test_three_notebooks_present():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_clean(path):
-    """Valid nbformat 4, a Python 3 kernel, outputs cleared."""
+def test_committed_executed(path):
+    """Valid nbformat 4, a Python 3 kernel, stored executed top to bottom by ``make notebooks``
+    (so GitHub and the docs site show the pictures): every code cell ran once, in order, without
+    an error; the outputs belong to the current code cells (their digest); small; and no output
+    names a folder of the machine it ran on."""
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear outputs before committing"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
+        f"{path.name}: not executed top to bottom; run `make notebooks`")
+    assert nb.metadata.get(DIGEST_KEY) == source_digest(nb), (
+        f"{path.name}: a code cell changed since the outputs were stored; run `make notebooks`")
+    for cell in code:
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{path.name}: a stored cell failed:\n{cell.source}"
+    assert path.stat().st_size < 800_000, f"{path.name}: {path.stat().st_size} bytes stored; keep pictures small"
+    text = path.read_text()
+    for folder in (str(ROOT), "/tmp/", "/home/"):
+        assert folder not in text, f"{path.name}: an output names {folder}"
 
 
 def test_encode_and_reconstruct(kernel_dir, tmp_path, monkeypatch):

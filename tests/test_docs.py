@@ -1,0 +1,117 @@
+"""The docs: a short README, generated tables that match their JSON, API references that exist,
+every page in the site's nav, repository links rewritten for the site, no notes of how the work
+was done. (CI also builds the site itself with ``mkdocs build --strict``: ``.ci/run``.)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+
+import pytest
+import yaml
+
+from benchmarks import report
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "configs").glob("*.yaml")),
+             *sorted((ROOT / "models" / "weights").glob("*/MODEL_CARD.md"))]
+
+
+def test_readme_is_a_landing_page():
+    assert len(README) < 12_000, f"README.md has {len(README)} characters (under 12,000: move material into docs/)"
+    assert "make demo" in README and "make test" in README
+
+
+def test_tables_match_their_json():
+    """``python -m benchmarks.report --check``: every generated table equals what its JSON gives."""
+    assert report.update(check=True) == 0
+
+
+def test_every_table_names_machine_and_date():
+    found = 0
+    for page in report.pages():
+        for m in report.MARKER.finditer(report.FENCE.sub("", page.read_text())):  # fences hold examples
+            result = json.loads((ROOT / m.group(2)).read_text())
+            assert result.get("when") and (result.get("machine", {}).get("device") or result.get("device")), m.group(2)
+            assert "Measured 20" in m.group(5), f"{page.name}: the table of {m.group(2)} has no machine/date caption"
+            found += 1
+    assert found >= 4
+
+
+def test_report_check_fails_on_a_hand_edited_table(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    good = report.rewrite("<!-- table: docs/benchmarks/docs.json env -->\n<!-- /table -->\n", "page.md")
+    page.write_text(good.replace("|", "| 1 |", 3))
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "PAGES", ("page.md",))
+    (tmp_path / "docs").symlink_to(ROOT / "docs")
+    assert report.update(check=True) == 1
+
+
+def _nav_pages(nav) -> list[str]:
+    out = []
+    for item in nav:
+        for value in (item.values() if isinstance(item, dict) else [item]):
+            out += _nav_pages(value) if isinstance(value, list) else [value]
+    return out
+
+
+def test_every_page_is_in_the_nav():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    nav = set(_nav_pages(config["nav"]))
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    from docs.hooks import EXTERNAL_PAGES
+
+    pages |= set(EXTERNAL_PAGES.values())
+    assert pages - nav == set(), "pages missing from mkdocs.yml's nav"
+    assert nav - pages == set(), "nav entries without a page"
+
+
+API_REFS = sorted({(p.name, ref) for p in (ROOT / "docs" / "api").glob("*.md")
+                   for ref in re.findall(r"^::: (\S+)", p.read_text(), re.M)})
+
+
+@pytest.mark.parametrize("page,ref", API_REFS, ids=[r for _, r in API_REFS])
+def test_api_reference_exists(page, ref):
+    """Each ``::: module.name`` of the API pages names an importable object with a docstring."""
+    parts = ref.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        break
+    else:
+        raise AssertionError(f"{page}: {ref} cannot be imported")
+    assert (obj.__doc__ or "").strip(), f"{page}: {ref} has no docstring"
+
+
+def test_repository_links_become_site_links():
+    from docs.hooks import rewrite_links
+
+    assert rewrite_links("[w](docs/wrappers.md#speed) ![x](docs/images/a.png)", "README.md", "index.md") == \
+        "[w](wrappers.md#speed) ![x](images/a.png)"
+    card = "models/weights/panorama_rooms_small/MODEL_CARD.md"
+    assert rewrite_links("![c](../../../docs/images/c.png) [s](../../../docs/speed.md)", card, "model_card.md") == \
+        "![c](images/c.png) [s](speed.md)"
+    assert rewrite_links("[m](models/weights/panorama_rooms_small/MODEL_CARD.md)", "README.md", "index.md") == \
+        "[m](model_card.md)"
+    assert rewrite_links("[n](examples/01_encode_and_reconstruct.ipynb)", "README.md", "index.md") == \
+        "[n](examples/01_encode_and_reconstruct.ipynb)"
+    # not part of the site: left alone, so the strict build reports it
+    assert rewrite_links("[t](tests/test_docs.py) [u](https://x.org/a.md)", "README.md", "index.md") == \
+        "[t](tests/test_docs.py) [u](https://x.org/a.md)"
+
+
+WORK_NOTES = re.compile(r"SIGSTOP|no network here|\bissue \d+|\(issue[ :]|earlier session|this session", re.I)
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_notes_of_how_the_work_was_done(path):
+    hits = [line for line in path.read_text().splitlines() if WORK_NOTES.search(line)]
+    assert hits == [], f"{path.name}: {hits}"
