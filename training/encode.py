@@ -218,11 +218,12 @@ def encode_dataset(
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
     try:
         net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
+        minari_kept = minari_id is not None and _minari_kept(minari_id, meta)  # another dataset there: refused here
         root = Path(out)
         n = len(src.files)
         chunks = [(k, k * chunk_size, min(chunk_size, n - k * chunk_size)) for k in range(-(-n // chunk_size))]
         old = fmt.read_meta(root)
-        if old is not None and old.get("complete") and old.get("num_frames") == n and minari_id is None:
+        if old is not None and old.get("complete") and old.get("num_frames") == n and (minari_id is None or minari_kept):
             logger.info("%s is complete: nothing to do", root)
             return root
         if ctx.is_main:
@@ -239,7 +240,7 @@ def encode_dataset(
         barrier()
         if ctx.is_main:
             _assemble(src, root, meta, chunks)
-            if minari_id is not None:
+            if minari_id is not None and not minari_kept:
                 from training.minari_export import export_minari
 
                 export_minari(root, minari_id)
@@ -247,6 +248,16 @@ def encode_dataset(
     finally:
         shutdown()
     return Path(out)
+
+
+def _minari_kept(minari_id: str, meta: dict) -> bool:
+    """Whether Minari dataset ``minari_id`` already holds this encode's export (reported, kept)."""
+    from training.minari_export import existing_export
+
+    kept = existing_export(minari_id, meta)
+    if kept:
+        logger.warning("Minari dataset %s already holds these episodes (same model, settings and source): kept", minari_id)
+    return kept
 
 
 def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):
