@@ -315,6 +315,14 @@ def _explain(err: OmegaConfBaseException, source: str, schema: type = None) -> C
     return ConfigError(f"invalid config in {source}: {err}")
 
 
+def _shipped_config(name: str) -> Optional[Path]:
+    """The shipped config ``name`` (``btnk-env config list``), or ``None``."""
+    from btnk_env.recipes import config_dir
+
+    path = config_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
 def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = (), schema: type = None):
     """The merged omegaconf ``DictConfig`` (schema <- yaml <- dotlist), unvalidated cross-fields.
 
@@ -323,8 +331,10 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
     cfg = _schema(schema)
     if yaml_path is not None:
         path = Path(yaml_path)
+        if not path.is_file() and path.suffix in ("", ".yaml") and len(path.parts) == 1:
+            path = _shipped_config(path.name) or path  # a shipped config by name: --config smoke_cpu
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path} (the shipped configs: btnk-env config list)")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         except OmegaConfBaseException as err:
