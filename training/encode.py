@@ -101,10 +101,40 @@ class EpisodeSource:
         return out
 
 
-def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource":
-    """The dataset at ``path``: an episode dataset if its config says so, else panoramas."""
-    from btnk_env.collection.episode_format import is_episode_dataset
+class ShardSource:
+    """Single panoramas of a shard set (``btnk-env collect --format shards``: a folder with
+    ``index.json``, an index file, a ``.tar`` or a brace pattern), in index order. The frames'
+    PNG bytes are read into memory (about 40 KB per 128x256 frame) and decoded by the workers."""
 
+    kind = "panoramas"
+
+    def __init__(self, spec: "str | os.PathLike") -> None:
+        from btnk_env.collection.formats import iter_shard, open_shard_set
+
+        self.shards = open_shard_set(spec)
+        self.root = Path(self.shards.root)
+        self.files: list = []  # PNG bytes, one per frame (what _Frames decodes)
+        self.keys: list[str] = []
+        for entry in self.shards.shards:
+            for key, sample in iter_shard(self.shards.path(entry)):
+                self.files.append(sample["png"])
+                self.keys.append(f"{entry.file}/{key}")
+        if not self.files:
+            raise ValueError(f"the shard set {spec} holds no frames")
+        self.settings = self.shards.settings
+        self.frame_hw = tuple(self.shards.image_size) if self.shards.image_size else None
+
+    def describe(self) -> dict:
+        return {"path": str(self.root.resolve()), "kind": "shards", "num_frames": len(self.files)}
+
+
+def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | ShardSource":
+    """The dataset at ``path``: a shard set, an episode dataset if its config says so, else panoramas."""
+    from btnk_env.collection.episode_format import is_episode_dataset
+    from btnk_env.collection.formats import is_shard_spec
+
+    if is_shard_spec(str(path)):
+        return ShardSource(path)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ValueError(f"dataset folder not found: {root}")
@@ -153,10 +183,13 @@ def _input_size(frame_hw: tuple[int, int], model: BtnkMAE) -> tuple[int, int]:
     return target_size(frame_hw, model)  # the wrappers' rule: model height, the frames' aspect ratio
 
 
-def _frame_hw(path: Path) -> tuple[int, int]:
+def _frame_hw(path: "Path | bytes") -> tuple[int, int]:
+    """``(H, W)`` of an image file (or of PNG bytes, a shard's frame)."""
+    import io
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
         return im.height, im.width
 
 
