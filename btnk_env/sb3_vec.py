@@ -79,20 +79,15 @@ class SB3VecEnv(VecEnv):
         self._actions: Optional[np.ndarray] = None
 
     # ------------------------------------------------------------------ observations and infos
-    def _obs(self, batch: Any) -> Any:
-        """A batch of wrapped observations, the latent history flattened if asked: ``(N, K*D)``."""
-        if not self.flatten:
-            return batch
-        if isinstance(batch, dict):
-            return {**batch, LATENT_KEY: _flat(batch[LATENT_KEY], 2)}
-        return _flat(batch, 2)
-
-    def _single_obs(self, obs: Any) -> Any:
+    def _obs(self, obs: Any, batched: bool = True) -> Any:
+        """Wrapped observations (a batch, or one with ``batched=False``), the latent history
+        flattened if asked: ``(N, K, D)`` -> ``(N, K*D)``."""
         if not self.flatten:
             return obs
+        keep = 2 if batched else 1
         if isinstance(obs, dict):
-            return {**obs, LATENT_KEY: _flat(obs[LATENT_KEY], 1)}
-        return _flat(obs, 1)
+            return {**obs, LATENT_KEY: _flat(obs[LATENT_KEY], keep)}
+        return _flat(obs, keep)
 
     def _infos(self, infos: dict, terminations: np.ndarray, truncations: np.ndarray) -> List[dict]:
         """Gymnasium's batched step ``infos`` -> SB3's per-env list (final info and observation
@@ -105,7 +100,7 @@ class SB3VecEnv(VecEnv):
         for i in np.flatnonzero(np.logical_or(terminations, truncations)):
             info = finals[i] if finals is not None else out[i]
             if marks[i]:
-                info["terminal_observation"] = self._single_obs(final_obs[i])
+                info["terminal_observation"] = self._obs(final_obs[i], batched=False)
             info["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])
             out[i] = info
         return out
