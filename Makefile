@@ -9,6 +9,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is installed first and pinned, so that no resolver pulls another build later.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The index torch comes from: empty = PyPI's default build (with CUDA, ~6 GB). A CPU-only machine:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu     (~1 GB venv instead)
+TORCH_INDEX ?=
+TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple,)
 
 .PHONY: install system-deps demo test docs notebooks bench clean
 
@@ -24,7 +28,7 @@ system-deps:
 	else echo "note: the built-in panorama world needs EGL: sudo apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"; fi
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet $(TORCH_INDEX_ARGS) $(TORCH_PINS)
 	$(BIN)/pip install --quiet -e ".[dev,docs]" $(TORCH_PINS)
 	touch $@
 

@@ -26,6 +26,7 @@ from typing import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("btnk_env.demo", "run the demo of the main job on the built-in defaults"),
     "info": ("btnk_env.info", "print versions, devices and the model presets"),
+    "config": ("btnk_env.recipes", "list, show or copy the shipped training configs"),
     "collect": ("btnk_env.collection.collect", "walk a panorama environment and write a panorama dataset"),
     "train": ("training.cli", "train or finetune a bottleneck MAE from a config"),
     "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),

@@ -1,7 +1,9 @@
 """Train PPO (stable-baselines3) on bottleneck-MAE latents instead of pixels.
 
-The agent never sees pixels: :class:`btnk_env.BtnkMAEObservation` turns each ``(H, 2H, 3)``
-panorama into one D-dimensional vector with a frozen encoder, and PPO's small MLP acts on it.
+The agent never sees pixels: :class:`btnk_env.BtnkMAEVectorObservation` turns the ``(H, 2H, 3)``
+panoramas of all ``--n-envs`` environments into D-dimensional vectors with a frozen encoder, in
+one forward pass per vector step, and :class:`btnk_env.sb3_vec.SB3VecEnv` hands them to PPO's
+small MLP (evaluation runs one :class:`btnk_env.BtnkMAEObservation` environment).
 
 Tasks (``--task``):
 
@@ -47,10 +49,10 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stable_baselines3 import PPO  # noqa: E402
-from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
 import btnk_env  # noqa: E402,F401  (registers the environments)
 from btnk_env import BtnkMAEObservation  # noqa: E402
+from btnk_env.sb3_vec import latent_vec_env  # noqa: E402
 from models import PRESETS, BtnkMAE  # noqa: E402
 from models.device import resolve_device  # noqa: E402
 from models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
@@ -112,12 +114,16 @@ def load_model(name: str, height: int, seed: int) -> BtnkMAE:
     return BtnkMAE.from_pretrained(name)
 
 
-def make_env(model: BtnkMAE, args: argparse.Namespace) -> gym.Env:
+def make_task_env(args: argparse.Namespace) -> gym.Env:
+    """The task's pixel environment (``(H, 2H, 3)`` uint8 observations)."""
     if args.task == "tint":
-        env = TintedPanoramaEnv(args.height)
-    else:
-        env = gym.make(ENV_ID, world="single_room", height=args.height, max_episode_steps=args.max_steps)
-    return BtnkMAEObservation(env, model, size=args.encoder_size, history=args.history)  # runs where the model is
+        return TintedPanoramaEnv(args.height)
+    return gym.make(ENV_ID, world="single_room", height=args.height, max_episode_steps=args.max_steps)
+
+
+def make_env(model: BtnkMAE, args: argparse.Namespace) -> gym.Env:
+    """One latent-observation environment (for evaluation)."""
+    return BtnkMAEObservation(make_task_env(args), model, size=args.encoder_size, history=args.history)  # runs where the model is
 
 
 def evaluate(env: gym.Env, act: Callable[[np.ndarray], int], episodes: int) -> Dict[str, float]:
@@ -162,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     model = load_model(args.model, args.height, args.seed).to(resolve_device(args.device))  # wrappers never move it
-    vec_env = make_vec_env(lambda: make_env(model, args), n_envs=args.n_envs, seed=args.seed)
+    # training: all envs' frames encoded in one forward per vector step
+    vec_env = latent_vec_env([lambda: make_task_env(args)] * args.n_envs, model, size=args.encoder_size, history=args.history)
+    vec_env.seed(args.seed)
     eval_env = make_env(model, args)
     latent_shape = eval_env.observation_space.shape
     print(f"task {args.task}, model {args.model}: D={model.latent_dim}, encoder input {eval_env.input_size}, observation {latent_shape}")

@@ -307,6 +307,15 @@ class BtnkMAE(nn.Module):
         weights at that precision to halve the file; they load back as float32."""
         return ckpt.save_pretrained(self, directory, dtype)
 
+    def push_to_hub(self, repo_id: str, **card: Any) -> str:
+        """Upload to the Hub model repository ``repo_id`` (``model.safetensors``, ``config.json``
+        and a generated model card; ``card``: ``training_data``, ``commands``, ``evaluation``,
+        ``description``, ``private``, ``token``, see :func:`models.hub_push.push_to_hub`).
+        ``BtnkMAE.from_pretrained("hf:" + repo_id)`` loads it back."""
+        from models.hub_push import push_to_hub
+
+        return push_to_hub(self, repo_id, kind="btnk_mae", **card)
+
     @classmethod
     def from_pretrained(cls, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> "BtnkMAE":
         """Load a model, in eval mode (see :func:`models.checkpoint.load_pretrained`).
@@ -317,7 +326,8 @@ class BtnkMAE(nn.Module):
                 sizes detected from its tensors and stored config; this project's training
                 checkpoint; a release name (``"btnk_mae_vit_base_224"``,
                 ``"btnk_mae_vit_large_relu_224"``) downloaded from the Hugging Face Hub and
-                sha256-verified; or a model shipped with the package.
+                sha256-verified; a model shipped with the package; or ``"hf:owner/name"``, a Hub
+                model repository written by :meth:`push_to_hub`.
             map_location: device for the weights.
             **overrides: config fields the checkpoint cannot tell (``num_heads=4``,
                 ``decoder_num_heads=4`` for non-standard widths, ``act_fn``, ``img_size``).

@@ -35,6 +35,7 @@ from models.config import STANDARD_HEADS, BtnkMAEConfig
 from models.errors import BtnkEnvError
 from models.files import atomic_path, atomic_write_text, claim_dir
 from models.hub import BUNDLED, RELEASES, bundled_path, download_release, release_filename
+from models.hub_push import download_repo, repo_id_of
 from models.pos_embed import sincos_pos_embed
 
 StateDict = Dict[str, torch.Tensor]
@@ -368,7 +369,10 @@ def load_pretrained(model_cls: type, name_or_path: PathLike, *, map_location: An
     """A ``model_cls`` (``BtnkMAE``) from a folder, ``.safetensors``, original or training
     ``.pth``, release name or bundled model, in eval mode on ``map_location``."""
     path = Path(os.fspath(name_or_path))
-    if not path.exists():
+    repo_id = repo_id_of(str(name_or_path))
+    if repo_id is not None:  # hf:owner/name, a model pushed with push_to_hub
+        path = download_repo(repo_id)
+    elif not path.exists():
         bundled = bundled_path(str(name_or_path))
         if bundled is not None:
             path = bundled

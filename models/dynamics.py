@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -177,13 +177,27 @@ class LatentDynamics(nn.Module):
         atomic_write_text(folder / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
         return folder
 
+    def push_to_hub(self, repo_id: str, **card: Any) -> str:
+        """Upload to the Hub model repository ``repo_id`` with a generated model card (``card``:
+        ``training_data``, ``commands``, ``evaluation``, ``description``, ``private``, ``token``;
+        see :func:`models.hub_push.push_to_hub`); load it back with ``from_pretrained("hf:" + repo_id)``."""
+        from models.hub_push import push_to_hub
+
+        return push_to_hub(self, repo_id, kind="latent_dynamics", **card)
+
     @classmethod
     def from_pretrained(cls, name_or_path: PathLike) -> "LatentDynamics":
-        """Load a :meth:`save_pretrained` folder or a bundled name (:data:`BUNDLED_DYNAMICS`), in eval mode."""
+        """Load a :meth:`save_pretrained` folder, a bundled name (:data:`BUNDLED_DYNAMICS`) or a
+        Hub model ``hf:owner/name``, in eval mode."""
         from safetensors.torch import load_file
 
+        from models.hub_push import download_repo, repo_id_of
+
         folder = Path(name_or_path)
-        if str(name_or_path) in BUNDLED_DYNAMICS:
+        repo_id = repo_id_of(str(name_or_path))
+        if repo_id is not None:  # hf:owner/name, pushed with push_to_hub
+            folder = download_repo(repo_id)
+        elif str(name_or_path) in BUNDLED_DYNAMICS:
             folder = WEIGHTS_DIR / BUNDLED_DYNAMICS[str(name_or_path)]
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
             raise FileNotFoundError(f"{name_or_path}: not a dynamics model folder (config.json + model.safetensors) "

@@ -4,6 +4,7 @@ and the Hugging Face Hub download path (with the Hub replaced by a local stand-i
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import os
 import shutil
 from types import SimpleNamespace
@@ -158,6 +159,35 @@ class FakeHub:
         path.write_bytes(self.payload)
         return str(path)
 
+    # the publishing side: repositories are folders of this stand-in
+    def create_repo(self, repo_id, token=None, private=False, repo_type="model", exist_ok=False):
+        self.repos = getattr(self, "repos", {})
+        if repo_id in self.repos and not exist_ok:
+            raise FileExistsError(repo_id)
+        self.repos.setdefault(repo_id, {})
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, token=None, repo_type="model", commit_message="", ignore_patterns=()):
+        import fnmatch
+
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()
+                 if p.is_file() and not any(fnmatch.fnmatch(p.name, g) for g in ignore_patterns)}
+        self.repos[repo_id].update(files)
+        return f"https://huggingface.co/{repo_id}/commit/1"
+
+    def snapshot_download(self, repo_id, cache_dir=None, local_files_only=False):
+        folder = self.cache / "snapshots" / repo_id
+        if local_files_only or not self.online:
+            if not folder.is_dir():
+                raise FileNotFoundError("not in cache")
+            return str(folder)
+        if repo_id not in getattr(self, "repos", {}):
+            raise FileNotFoundError(f"404 {repo_id}")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in self.repos[repo_id].items():
+            (folder / name).write_bytes(data)
+        return str(folder)
+
 
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path):
@@ -165,7 +195,7 @@ def fake_hub(monkeypatch, tmp_path):
 
     def install(payload, reported_sha, online=True):
         fake = FakeHub(tmp_path, payload, reported_sha, online)
-        for name in ("hf_hub_url", "get_hf_file_metadata", "hf_hub_download"):
+        for name in ("hf_hub_url", "get_hf_file_metadata", "hf_hub_download", "create_repo", "upload_folder", "snapshot_download"):
             monkeypatch.setattr(huggingface_hub, name, getattr(fake, name))
         return fake
 
@@ -207,3 +237,33 @@ def test_real_hub_client_offline_mode_gives_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DownloadError, match="cannot reach the Hugging Face Hub"):
         hub.download_release("btnk_mae_vit_base_224", cache_dir=tmp_path)
+
+
+def test_push_to_hub_and_read_back(fake_hub, tiny_model):
+    from models.dynamics import DynamicsConfig, LatentDynamics
+
+    fake = fake_hub(b"", None)
+    url = tiny_model.push_to_hub("me/rooms-encoder", training_data="100 episodes of btnk_env/PanoramaRooms-v0 (single_room)",
+                                 commands=["btnk-env train --config finetune_rooms_cpu data.path=data/rooms_shards"],
+                                 evaluation={"PSNR (dB)": 21.5})
+    assert url.endswith("/commit/1")
+    files = fake.repos["me/rooms-encoder"]
+    assert set(files) == {"config.json", "model.safetensors", "README.md"}  # no ownership marker uploaded
+    card = files["README.md"].decode()
+    assert "library_name: btnk-env" in card and "100 episodes of btnk_env/PanoramaRooms-v0" in card
+    assert "btnk-env train --config finetune_rooms_cpu" in card and "| PSNR (dB) | 21.5 |" in card
+    assert hashlib.sha256(files["model.safetensors"]).hexdigest() in card
+    back = BtnkMAE.from_pretrained("hf:me/rooms-encoder")
+    assert back.config == tiny_model.config
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), tiny_model.state_dict().values()))
+
+    dyn = LatentDynamics(DynamicsConfig(latent_dim=8, num_actions=3, width=16, depth=1, heads=2)).eval()
+    dyn.push_to_hub("me/rooms-dynamics", description="a test world model")
+    assert "a test world model" in fake.repos["me/rooms-dynamics"]["README.md"].decode()
+    again = LatentDynamics.from_pretrained("hf:me/rooms-dynamics")
+    assert again.config == dyn.config
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), dyn.state_dict().values()))
+    fake.online = False  # offline: the cached snapshot
+    assert LatentDynamics.from_pretrained("hf:me/rooms-dynamics").config == dyn.config
+    with pytest.raises(Exception, match="hf:owner/name"):
+        BtnkMAE.from_pretrained("hf:../x")

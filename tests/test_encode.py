@@ -197,9 +197,9 @@ def test_minari_round_trip_keeps_episode_boundaries_and_actions(episodes, model_
         assert np.array_equal(ep.observations, mine["latents"]) and np.array_equal(ep.actions, mine["actions"])
         assert np.array_equal(ep.terminations, mine["terminated"]) and np.array_equal(ep.truncations, mine["truncated"])
         np.testing.assert_allclose(ep.rewards, mine["rewards"], rtol=1e-6)
-    # the id is taken now: refused before any work
+    # the id holds other latents (float16 now): refused before any work
     assert cli_main(["encode", str(episodes), "--out", str(tmp_path / "again"), "--model", str(model_dir),
-                     "--minari-id", "btnk/rooms/test-v0"]) == 2
+                     "--dtype", "float16", "--minari-id", "btnk/rooms/test-v0"]) == 2
     assert not (tmp_path / "again").exists()
 
 
@@ -263,3 +263,30 @@ def test_two_process_torchrun_encode_equals_one_process(episodes, model_dir, enc
     assert np.array_equal(a.offsets, b.offsets) and np.array_equal(a.actions, b.actions)
     meta = json.loads((tmp_path / "two" / "latents.json").read_text())
     assert meta["complete"] and meta["num_frames"] == 37
+
+
+def test_encode_reads_a_shard_set_as_collect_writes_it(tmp_path, model_dir):
+    from btnk_env.collection.formats import iter_shard, open_shard_set
+    from training.datasets import decode_image
+
+    shards = tmp_path / "shards"
+    assert cli_main(["collect", "--out", str(shards), "--format", "shards", "--shard-size", "3", "--num-frames", "7",
+                     "--height", "32", "--world", "single_room", "--no-progress"]) == 0
+    assert cli_main(["encode", str(shards), "--out", str(tmp_path / "lat"), "--model", str(model_dir), "--workers", "0",
+                     "--chunk-size", "4", "--device", "cpu", "--no-progress"]) == 0
+    lat = LatentDataset(tmp_path / "lat")
+    shard_set = open_shard_set(shards)
+    frames = np.stack([decode_image(s["png"]) for e in shard_set.shards for _, s in iter_shard(shard_set.path(e))])
+    assert len(frames) == 7 and lat.latents.shape == (7, 64)
+    model = BtnkMAE.from_pretrained(model_dir)
+    with torch.no_grad():
+        expected = model.encode(frames_to_tensor(frames, size=(32, 64))).numpy()
+    np.testing.assert_allclose(np.asarray(lat.latents), expected, atol=1e-4)
+
+
+def test_episodes_into_shards_is_refused_not_silently_written_as_folders(tmp_path, capsys):
+    assert cli_main(["collect", "--mode", "episodes", "--format", "shards", "--out", str(tmp_path / "eps"),
+                     "--num-episodes", "1", "--height", "32", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "episode folder format only" in captured.err + captured.out
+    assert not (tmp_path / "eps").exists()

@@ -32,6 +32,8 @@ from models.errors import BtnkEnvError
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
 DATA_KINDS = ("auto", "folder", "panorama", "shards", "hf", "render")
+DEFAULT_PRESET = "base"
+"""The size preset of ``scratch``/``mae:`` inits when ``model.preset`` is not set."""
 
 
 class ConfigError(BtnkEnvError):
@@ -48,6 +50,12 @@ def _non_negative(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
 
 
+def _preset_names() -> list:
+    from models.config import PRESETS
+
+    return sorted(PRESETS)
+
+
 @dataclass
 class ModelConfig:
     """Which model to train and from which weights."""
@@ -56,10 +64,13 @@ class ModelConfig:
     """``"scratch"``, ``"mae:<path>"`` (an original MAE checkpoint) or ``"pretrained:<path or
     release name>"`` (a bottleneck MAE: original ``.pth``, ``save_pretrained`` folder, or a
     checkpoint of this trainer)."""
-    preset: str = "base"
-    """Size preset for ``scratch``/``mae:`` inits (``base``, ``large``, ``huge``, ``small``, ``tiny``, ``test``)."""
+    preset: Optional[str] = None
+    """Size preset for ``scratch``/``mae:`` inits (``base``, ``large``, ``huge``, ``small``, ``tiny``,
+    ``test``; ``None``: ``base``). With ``pretrained:`` the checkpoint's architecture is used: a
+    preset, if set, must match it (else the run stops naming both)."""
     act_fn: Optional[str] = None
-    """Activation on the latent (``relu``, ``gelu``, ...); ``None`` keeps the checkpoint's."""
+    """Activation on the latent (``relu``, ``gelu``, ...); ``None`` keeps the checkpoint's. With
+    ``pretrained:`` one that differs from the checkpoint's is an error (the stored one wins)."""
     img_size: List[int] = field(default_factory=lambda: [224, 224])
     """Training resolution ``[H, W]`` (one value means square); the model is set to it with
     ``set_img_size`` after loading (``[512, 512]``: the original panorama recipe,
@@ -76,6 +87,8 @@ class ModelConfig:
             raise ConfigError(f"model.init must be 'scratch', 'mae:<path>' or 'pretrained:<path>', got {self.init!r}")
         if len(self.img_size) not in (1, 2) or any(int(s) <= 0 for s in self.img_size):
             raise ConfigError(f"model.img_size must be [H, W] (or [S]) of positive ints, got {list(self.img_size)}")
+        if self.preset is not None and self.init == "scratch" and self.preset not in _preset_names():
+            raise ConfigError(f"model.preset must be one of {_preset_names()}, got {self.preset!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -302,6 +315,14 @@ def _explain(err: OmegaConfBaseException, source: str, schema: type = None) -> C
     return ConfigError(f"invalid config in {source}: {err}")
 
 
+def _shipped_config(name: str) -> Optional[Path]:
+    """The shipped config ``name`` (``btnk-env config list``), or ``None``."""
+    from btnk_env.recipes import config_dir
+
+    path = config_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
 def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] = (), schema: type = None):
     """The merged omegaconf ``DictConfig`` (schema <- yaml <- dotlist), unvalidated cross-fields.
 
@@ -310,8 +331,10 @@ def merge_config(yaml_path: Optional[PathLike] = None, overrides: Sequence[str] 
     cfg = _schema(schema)
     if yaml_path is not None:
         path = Path(yaml_path)
+        if not path.is_file() and path.suffix in ("", ".yaml") and len(path.parts) == 1:
+            path = _shipped_config(path.name) or path  # a shipped config by name: --config smoke_cpu
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path} (the shipped configs: btnk-env config list)")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         except OmegaConfBaseException as err:

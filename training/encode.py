@@ -101,10 +101,40 @@ class EpisodeSource:
         return out
 
 
-def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource":
-    """The dataset at ``path``: an episode dataset if its config says so, else panoramas."""
-    from btnk_env.collection.episode_format import is_episode_dataset
+class ShardSource:
+    """Single panoramas of a shard set (``btnk-env collect --format shards``: a folder with
+    ``index.json``, an index file, a ``.tar`` or a brace pattern), in index order. The frames'
+    PNG bytes are read into memory (about 40 KB per 128x256 frame) and decoded by the workers."""
 
+    kind = "panoramas"
+
+    def __init__(self, spec: "str | os.PathLike") -> None:
+        from btnk_env.collection.formats import iter_shard, open_shard_set
+
+        self.shards = open_shard_set(spec)
+        self.root = Path(self.shards.root)
+        self.files: list = []  # PNG bytes, one per frame (what _Frames decodes)
+        self.keys: list[str] = []
+        for entry in self.shards.shards:
+            for key, sample in iter_shard(self.shards.path(entry)):
+                self.files.append(sample["png"])
+                self.keys.append(f"{entry.file}/{key}")
+        if not self.files:
+            raise ValueError(f"the shard set {spec} holds no frames")
+        self.settings = self.shards.settings
+        self.frame_hw = tuple(self.shards.image_size) if self.shards.image_size else None
+
+    def describe(self) -> dict:
+        return {"path": str(self.root.resolve()), "kind": "shards", "num_frames": len(self.files)}
+
+
+def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | ShardSource":
+    """The dataset at ``path``: a shard set, an episode dataset if its config says so, else panoramas."""
+    from btnk_env.collection.episode_format import is_episode_dataset
+    from btnk_env.collection.formats import is_shard_spec
+
+    if is_shard_spec(str(path)):
+        return ShardSource(path)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ValueError(f"dataset folder not found: {root}")
@@ -143,10 +173,13 @@ def _input_size(frame_hw: tuple[int, int], model: BtnkMAE) -> tuple[int, int]:
     return target_size(frame_hw, model)  # the wrappers' rule: model height, the frames' aspect ratio
 
 
-def _frame_hw(path: Path) -> tuple[int, int]:
+def _frame_hw(path: "Path | bytes") -> tuple[int, int]:
+    """``(H, W)`` of an image file (or of PNG bytes, a shard's frame)."""
+    import io
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
         return im.height, im.width
 
 
@@ -208,11 +241,12 @@ def encode_dataset(
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
     try:
         net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
+        minari_kept = minari_id is not None and _minari_kept(minari_id, meta)  # another dataset there: refused here
         root = Path(out)
         n = len(src.files)
         chunks = [(k, k * chunk_size, min(chunk_size, n - k * chunk_size)) for k in range(-(-n // chunk_size))]
         old = fmt.read_meta(root)
-        if old is not None and old.get("complete") and old.get("num_frames") == n and minari_id is None:
+        if old is not None and old.get("complete") and old.get("num_frames") == n and (minari_id is None or minari_kept):
             logger.info("%s is complete: nothing to do", root)
             return root
         if ctx.is_main:
@@ -229,7 +263,7 @@ def encode_dataset(
         barrier()
         if ctx.is_main:
             _assemble(src, root, meta, chunks)
-            if minari_id is not None:
+            if minari_id is not None and not minari_kept:
                 from training.minari_export import export_minari
 
                 export_minari(root, minari_id)
@@ -237,6 +271,16 @@ def encode_dataset(
     finally:
         shutdown()
     return Path(out)
+
+
+def _minari_kept(minari_id: str, meta: dict) -> bool:
+    """Whether Minari dataset ``minari_id`` already holds this encode's export (reported, kept)."""
+    from training.minari_export import existing_export
+
+    kept = existing_export(minari_id, meta)
+    if kept:
+        logger.warning("Minari dataset %s already holds these episodes (same model, settings and source): kept", minari_id)
+    return kept
 
 
 def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):

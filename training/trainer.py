@@ -39,8 +39,9 @@ from models import BtnkMAE, BtnkMAEConfig
 from models.checkpoint import load_state_dict_strict
 from training import checkpointing as ckpt
 from training import distributed as D
-from training.config import TrainConfig, to_dict, to_yaml
+from training.config import DEFAULT_PRESET, TrainConfig, to_dict, to_yaml
 from training.datasets import DatasetError, collate_skip, dataset_from_config
+from training.init_checks import check_against_checkpoint, check_warmup
 from training.losses import bottleneck_losses
 from training.lr_sched import lr_at, param_groups, peak_lr, set_lr
 from models.files import atomic_write_text
@@ -81,11 +82,13 @@ def build_model(mcfg: Any) -> BtnkMAE:
     overrides = {k: getattr(mcfg, k) for k in ("num_heads", "decoder_num_heads", "act_fn") if getattr(mcfg, k) is not None}
     hw = mcfg.img_hw
     if mcfg.init == "scratch":
-        model = BtnkMAE(mcfg.preset, img_size=hw, **overrides)
+        model = BtnkMAE(mcfg.preset or DEFAULT_PRESET, img_size=hw, **overrides)
     elif mcfg.init.startswith("mae:"):
-        model = BtnkMAE.from_mae(mcfg.init[4:], mcfg.preset, img_size=hw, **overrides)
-    else:
-        model = BtnkMAE.from_pretrained(mcfg.init[len("pretrained:"):], **overrides)
+        model = BtnkMAE.from_mae(mcfg.init[4:], mcfg.preset or DEFAULT_PRESET, img_size=hw, **overrides)
+    else:  # the stored architecture wins: head counts only where the checkpoint does not store them
+        source = mcfg.init[len("pretrained:"):]
+        model = BtnkMAE.from_pretrained(source, **{k: v for k, v in overrides.items() if k != "act_fn"})
+        check_against_checkpoint(mcfg, model.config, source)
         model.set_img_size(hw)
     return model.train()
 
@@ -161,6 +164,8 @@ class Trainer:
             )
         self.total_steps = t.epochs * self.updates_per_epoch
         self.warmup = o.warmup_iters if o.warmup_iters is not None else round(o.warmup_epochs * self.updates_per_epoch)
+        check_warmup(self.warmup, self.total_steps, f"optim.warmup_iters={o.warmup_iters}" if o.warmup_iters is not None
+                     else f"optim.warmup_epochs={o.warmup_epochs} x {self.updates_per_epoch} steps per epoch")
         self.peak_lr = peak_lr(o.blr, t.batch_size * t.accum_iter * self.ctx.world_size, o.lr)
         self.step = 0
         if state is not None and state.get("_full", False):

@@ -360,6 +360,9 @@ def run(args: argparse.Namespace) -> int:
                 trajectory = [json.loads(line) for line in fh if line.strip()]
             except json.JSONDecodeError as err:
                 raise BtnkEnvError(f"{args.trajectory} is not JSON lines ({err}); write one JSON object per line") from None
+    if args.mode == "episodes" and args.format != "folder":  # never silently write another format than asked
+        raise BtnkEnvError("--mode episodes records into the episode folder format only (--format folder); "
+                           "collect panoramas for a shard set (--mode poses --format shards)")
     if args.num_frames is None and trajectory is None and args.mode != "episodes":
         print("btnk-env collect: --num-frames is required unless --trajectory is given", file=sys.stderr)
         return 2

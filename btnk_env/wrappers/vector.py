@@ -120,10 +120,21 @@ class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
     def step(self, actions: Any) -> Tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step all sub-environments; their frames (and any final frames) in one forward."""
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        return self.encode_step(obs, rewards, terminations, truncations, infos)
+
+    def encode_step(
+        self, obs: Any, rewards: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict[str, Any],
+        autoreset_mode: Optional[AutoresetMode] = None,
+    ) -> Tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Encode what the wrapped env's ``step`` returned (its frames and any final frames in one
+        forward) and return it wrapped, as :meth:`step` does. ``autoreset_mode`` (default: the
+        env's) says how to read it: :class:`btnk_env.sb3_vec.SB3VecEnv` hands in a ``DISABLED``
+        env's step joined with its masked reset as a ``SAME_STEP`` one."""
+        mode = self.autoreset_mode if autoreset_mode is None else AutoresetMode(autoreset_mode)
         n = self.num_envs
         frames = self._frames(obs)  # (N, H, W, 3)
         final_rows = np.zeros(0, dtype=np.int64)
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and "final_obs" in infos:
+        if mode == AutoresetMode.SAME_STEP and "final_obs" in infos:
             marks = infos.get("_final_obs", np.array([o is not None for o in infos["final_obs"]]))
             final_rows = np.flatnonzero(marks)
         if len(final_rows):
@@ -140,7 +151,7 @@ class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
                 final_obs[i] = self._wrap(infos["final_obs"][i], final_hist[j])
             infos = {**infos, "final_obs": final_obs}
             self._buffer[final_rows] = 0.0
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+        if mode == AutoresetMode.NEXT_STEP:
             self._buffer[self._needs_reset] = 0.0
             self._needs_reset = np.logical_or(terminations, truncations)
         self._push(step_latents, np.arange(n))
