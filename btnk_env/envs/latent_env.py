@@ -36,7 +36,7 @@ def make_latent_env(
     """
     from btnk_env.wrappers import BtnkMAEObservation
     from models import BtnkMAE
-    from training.encode import model_sha256 as sha256_of  # the hash the latent dataset stores
+    from models.identity import model_sha256 as sha256_of  # the hash the latent dataset stores
 
     env = gym.envs.registration.load_env_creator(world)(**{**world_kwargs, **kwargs})
     encoder = BtnkMAE.from_pretrained(model)
