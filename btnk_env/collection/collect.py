@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 from btnk_env.collection import formats as F
 from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
-from models.files import clean_stale_temps
+from models.files import clean_stale_temps, settings_diff
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
@@ -167,13 +167,17 @@ def collect_panoramas(
             space = env.unwrapped.observation_space
             height = int(space["rgb"].shape[0] if hasattr(space, "spaces") else space.shape[0])
             env_name = type(env.unwrapped).__name__
+            world = getattr(env.unwrapped, "world", None)
         else:
             env_name = _probe_env_name(factory)
             keywords = getattr(factory, "keywords", None) or {}
             height = int(keywords.get("height", height))  # functools.partial(PanoramaRoomsEnv, height=128)
+            world = keywords.get("world", (env_kwargs or {}).get("world", _default_world(env_name)))
         plan = Plan(mode, seeds if isinstance(seeds, SeedRanges) else tuple(seeds), frames_per_scene, tuple(trajectory[:num_frames]) if trajectory else None,
                     tuple(str(s) for s in scenes) if scenes else None)
         settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds, "frames_per_scene": frames_per_scene, "height": height, "env": env_name}
+        if world is not None:  # the built-in world's preset decides the pixels too
+            settings["world"] = str(world)
         if mode == "trajectory":
             settings["trajectory_length"] = len(trajectory)
         if scenes:
@@ -204,6 +208,17 @@ def _probe_env_name(factory: Callable[[], Any]) -> str:
     return getattr(target, "__name__", type(target).__name__)
 
 
+def _default_world(env_name: str) -> "str | None":
+    """The ``world`` a factory's environment gets when none is given (the built-in world's default)."""
+    from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+    if env_name != PanoramaRoomsEnv.__name__:
+        return None
+    import inspect
+
+    return inspect.signature(PanoramaRoomsEnv).parameters["world"].default
+
+
 def _bar(total: int, initial: int, progress: bool):
     from tqdm.auto import tqdm
 
@@ -213,12 +228,13 @@ def _bar(total: int, initial: int, progress: bool):
 
 def _check_settings(old: dict | None, settings: dict, where: Path) -> None:
     if old is not None and old != settings:
-        raise ValueError(f"{where} was collected with different settings {old}; now {settings}. "
-                         "Use another folder or the same settings to resume.")
+        raise F.DatasetFormatError(f"{where} was collected with different settings ({settings_diff(old, settings)}); "
+                                   "use another --out, or the same settings to resume")
 
 
 def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, height: int, workers: int, env: Any,
                     factory: Any, progress: bool, callback: Any) -> Path:
+    F.claim(root, F.FOLDER_KIND, settings)  # before any work: ours with these settings, or new
     (root / F.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     size = (height, 2 * height)
     with F.exclusive_lock(root):
@@ -265,7 +281,7 @@ def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, hei
                     parts: int, workers: int, env: Any, factory: Any, progress: bool, callback: Any) -> Path:
     from btnk_env.collection.shards import load_index_entries, remove_stale_temporaries
 
-    root.mkdir(parents=True, exist_ok=True)
+    F.claim(root, F.SHARDS_KIND, settings)  # every part of one set brings the same settings
     size = (height, 2 * height)
     index_name = F.part_index_name(part, parts)
     index_path = root / index_name
