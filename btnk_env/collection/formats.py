@@ -69,7 +69,7 @@ __all__ = [
     "part_index_name", "read_jsonl", "read_manifest", "read_config", "write_config", "read_index",
     "write_index", "open_shard_set", "iter_shard", "png_bytes", "atomic_write_bytes", "atomic_write_json",
     "exclusive_lock", "is_shard_spec", "index_entries", "part_indexes", "fsync_dir", "FOLDER_KIND", "SHARDS_KIND",
-    "claim", "read_json", "MAX_JSON_BYTES",
+    "claim", "read_json", "MAX_JSON_BYTES", "is_locked",
 ]
 
 CONFIG = "dataset_config.json"
@@ -178,6 +178,23 @@ def exclusive_lock(out_dir: str | os.PathLike, name: str = ".collect.lock") -> I
     finally:
         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         fh.close()
+
+
+def is_locked(out_dir: str | os.PathLike, name: str = ".collect.lock") -> bool:
+    """Whether a writer holds :func:`exclusive_lock` on ``out_dir`` now (a reader says it reads a
+    dataset still being written). Never creates the lock file."""
+    path = Path(out_dir) / name
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
