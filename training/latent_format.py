@@ -49,8 +49,21 @@ CHUNKS = "chunks"
 #: per-frame episode arrays: name -> dtype
 EPISODE_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
                   "poses": np.float32}
-#: metadata that must match for an encode to continue an existing output
-COMPAT_KEYS = ("kind", "model_sha256", "img_size", "latent_dim", "precision", "dtype", "chunk_size", "source_settings")
+#: metadata that must match for an encode to continue an existing output: the model (its hash,
+#: :func:`training.encode.model_sha256`) and the source (``source_fingerprint``: a hash of its
+#: index or manifest and settings) bind a latent dataset to what it encodes; another is refused, never mixed
+COMPAT_KEYS = ("kind", "model_sha256", "source_fingerprint", "img_size", "latent_dim", "precision", "dtype",
+               "chunk_size", "source_settings")
+#: owner-marker kind of a latent dataset folder (:func:`models.files.claim_dir`)
+KIND = "latent-dataset"
+
+
+def written_before_markers(root: Path) -> bool:
+    """A latent dataset of ours from before folders were marked (its ``latents.json`` is ours)."""
+    try:
+        return read_meta(root) is not None
+    except ValueError:
+        return False
 
 
 def read_meta(root: "str | os.PathLike") -> dict | None:
@@ -60,8 +73,9 @@ def read_meta(root: "str | os.PathLike") -> dict | None:
         return None
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): not written by btnk-env encode; use another --out") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is not valid JSON ({type(err).__name__}): not written by btnk-env encode; "
+                         "use another --out") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a btnk-env latent dataset (format {FORMAT}); use another --out")
     return meta

@@ -49,19 +49,27 @@ CONFIG_REFRESH = 1024  # frames between rewrites of dataset_config.json while co
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
     """The complete frames of a PNG folder, in order: the manifest's records (torn last line
     dropped; a damaged line before it is a :class:`~btnk_env.collection.formats.DatasetFormatError`)
-    up to the first one without every collection key or whose PNG is missing.
+    that have every collection key and their PNG. An incomplete record costs itself alone: it is
+    skipped (and counted in a warning), every later one is kept.
 
     Returns:
         list of records ``{"index", "file" (relative to out_dir), "scene", "seed",
         "position" [x, y, z] metres, "heading" radians, "mode"}`` (plus ``episode``, ``step``).
     """
     root = Path(out_dir)
-    records = []
-    for rec in F.read_manifest(root):
-        if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file():
-            break
-        records.append(rec)
-    return records
+    records = F.read_manifest(root)
+    holes = _holes(root, records)
+    if holes:
+        logger.warning("%s: %d frame(s) without their PNG or record keys skipped (first: %s)", root, len(holes),
+                       records[holes[0]]["file"])
+    gone = set(holes)
+    return [r for i, r in enumerate(records) if i not in gone]
+
+
+def _holes(root: Path, records: list[dict]) -> list[int]:
+    """Positions of the manifest records without every collection key or whose PNG is missing."""
+    return [i for i, rec in enumerate(records)
+            if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file()]
 
 
 def _resolve_parts(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -239,17 +247,25 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
     size = (height, 2 * height)
     with F.exclusive_lock(root):
         _check_settings((F.read_config(root) or {}).get("collection"), settings, root / F.CONFIG)
-        records = load_manifest(root)
-        _rewrite_manifest(root, records)
+        records = F.read_manifest(root)
         clean_stale_temps(root / F.IMAGES_DIR, ".*.tmp*")
-        F.write_config(root, size, len(records), False, settings)
+        holes = _holes(root, records)  # frames of the manifest to render again: every other one is kept
         if records:
-            logger.info("resuming %s at frame %d", root, len(records))
-        done = len(records)
-        units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
-                 for a in range(done, num_frames, FOLDER_CHUNK)]
+            logger.info("resuming %s at frame %d (%d damaged frames before it re-rendered)", root, len(records),
+                        len(holes))
+        done = len(records) - len(holes)
         bar = _bar(num_frames, done, progress)
         try:
+            for _, recs in run_units([Unit(str(root), i, i + 1, size=size) for i in holes], plan, workers, env, factory,
+                                     ordered=True):
+                for rec in recs:
+                    records[rec["index"]] = rec
+                    bar.update(1)
+            _rewrite_manifest(root, records)
+            F.write_config(root, size, len(records), False, settings)
+            done = len(records)
+            units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
+                     for a in range(done, num_frames, FOLDER_CHUNK)]
             with open(root / F.MANIFEST, "a", encoding="utf-8") as manifest:
                 for _, recs in run_units(units, plan, workers, env, factory, ordered=True):
                     for rec in recs:
@@ -270,7 +286,7 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
 
 
 def _rewrite_manifest(root: Path, records: list[dict]) -> None:
-    """Keep only the complete frames in the manifest (drops a torn last line)."""
+    """Write the manifest's records again if they changed (a torn last line dropped, re-rendered frames)."""
     body = "".join(json.dumps(r) + "\n" for r in records)
     path = root / F.MANIFEST
     if not path.exists() or path.read_text(encoding="utf-8") != body:
