@@ -178,6 +178,8 @@ def psnr_beside_copy_last(truth: np.ndarray, decoded: np.ndarray, context: int) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from btnk_env.collection.seeds import seed_arg
+
     parser.add_argument("--out", required=True, help="video path (.mp4, .gif, or a folder of PNGs)")
     parser.add_argument("--dynamics", default="panorama-rooms-small-dynamics", help="dynamics model folder or bundled name")
     parser.add_argument("--encoder", default=None, help="the encoder (default: the one the dynamics model names)")
@@ -185,7 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode", type=int, default=0, help="which episode of --episodes")
     parser.add_argument("--plan", action="store_true", help="plan the shortest path to the goal in the built-in world")
     parser.add_argument("--world", default="single_room", help="built-in world for --plan: single_room or apartment")
-    parser.add_argument("--seed", type=int, default=1000, help="layout seed for --plan")
+    parser.add_argument("--seed", type=seed_arg, default=1000, help="layout seed for --plan")
     parser.add_argument("--height", type=int, default=128, help="panorama height of the built-in world for --plan")
     parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most")
     parser.add_argument("--fps", type=float, default=4)

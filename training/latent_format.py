@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import BtnkEnvError
 from models.files import atomic_write_bytes as _atomic_write_bytes
 
 __all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk",
@@ -158,8 +159,31 @@ class LatentDataset:
             self.offsets = np.load(self.root / OFFSETS)
             self.goals = np.load(self.root / GOALS)
             self.episodes = json.loads((self.root / EPISODES).read_text())
+            self._check_episodes()
         else:
             self.keys = json.loads((self.root / KEYS).read_text())
+
+    def _check_episodes(self) -> None:
+        """Offsets monotone from 0 to N (each episode at least 2 frames), every array of N rows."""
+        n, off = len(self.latents), self.offsets
+        if off.ndim != 1 or len(off) < 2 or off[0] != 0 or off[-1] != n or np.any(np.diff(off) < 2):
+            raise BtnkEnvError(f"{self.root / OFFSETS} must rise from 0 to {n} (the latents' rows) by at least 2 "
+                               "per episode; the folder is damaged: encode the episodes again")
+        for name in EPISODE_ARRAYS:
+            if len(getattr(self, name)) != n:
+                raise BtnkEnvError(f"{self.root / name}.npy has {len(getattr(self, name))} rows, the latents {n}; "
+                                   "the folder is damaged: encode the episodes again")
+        if len(self.goals) != len(off) - 1:
+            raise BtnkEnvError(f"{self.root / GOALS} has {len(self.goals)} rows for {len(off) - 1} episodes")
+
+    def check_finite(self, rows: int = 1 << 16) -> None:
+        """Raise :class:`~models.errors.BtnkEnvError` if a latent is NaN or infinite (read in blocks of ``rows``)."""
+        for a in range(0, len(self.latents), rows):
+            block = np.asarray(self.latents[a:a + rows])
+            if not np.isfinite(block).all():
+                bad = a + int(np.argmin(np.isfinite(block).all(axis=1)))
+                raise BtnkEnvError(f"{self.root / LATENTS} row {bad} is not finite (NaN or infinity); encode the "
+                                   "dataset again")
 
     @property
     def kind(self) -> str:

@@ -426,10 +426,10 @@ class EpisodeFolder:
 
     def load(self, i: int) -> Episode:
         """Episode ``i`` with its frames decoded."""
-        from PIL import Image
+        from models.image_file import read_image
 
         rec = self.episodes[i]
-        frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in self.frame_files(i)])
+        frames = np.stack([read_image(p) for p in self.frame_files(i)])
         extra = {k: v for k, v in rec.items() if k not in EPISODE_KEYS}
         return Episode(frames=frames, **self.steps(i), seed=rec["seed"], scene=rec["scene"],
                        goal=np.asarray(rec["goal"], np.float64), extra=extra)
