@@ -195,41 +195,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from btnk_env.video.io import check_video_path, write_video
-    from models.dynamics import DynamicsMismatchError
 
     if bool(args.episodes) == bool(args.plan):
         print("btnk-env imagine: give either --episodes FOLDER (recorded actions) or --plan (built-in world)")
         return 2
-    try:
-        check_video_path(args.out)
-        if args.episodes:
-            from btnk_env.collection.episode_format import EpisodeFolder
+    # input errors (a bad folder, model or episode) become one line via models.errors.run_cli
+    check_video_path(args.out)
+    if args.episodes:
+        from btnk_env.collection.episode_format import EpisodeFolder
 
-            folder = EpisodeFolder(args.episodes)
-            if not 0 <= args.episode < len(folder):
-                raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
-            ep = folder.load(args.episode)
-            m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
-            dyn, encoder = load_pair(args.dynamics, args.encoder, int(m.group(1)) if m else 3)
+        folder = EpisodeFolder(args.episodes)
+        if not 0 <= args.episode < len(folder):
+            raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
+        ep = folder.load(args.episode)
+        m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
+        dyn, encoder = load_pair(args.dynamics, args.encoder, int(m.group(1)) if m else 3)
+        k = dyn.config.context
+        n = min(len(ep.frames), k + args.horizon)
+        frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
+    else:
+        from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+        env = PanoramaRoomsEnv(height=args.height, world=args.world)
+        try:
+            dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
             k = dyn.config.context
-            n = min(len(ep.frames), k + args.horizon)
-            frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
-        else:
-            from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-
-            env = PanoramaRoomsEnv(height=args.height, world=args.world)
-            try:
-                dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
-                k = dyn.config.context
-                frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
-            finally:
-                env.close()
-            print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
-                  f"imagining {len(actions) - (k - 1)}")
-        video, _, _ = imagine_video(dyn, encoder, frames, actions)
-    except (FileNotFoundError, ValueError, DynamicsMismatchError) as err:
-        print(f"btnk-env imagine: {err}")
-        return 2
+            frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
+        finally:
+            env.close()
+        print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
+              f"imagining {len(actions) - (k - 1)}")
+    video, _, _ = imagine_video(dyn, encoder, frames, actions)
     out = write_video(args.out, video, fps=args.fps)
     print(f"{len(video)} frames ({k} context, {len(video) - k} imagined) -> {out}")
     return 0

@@ -290,12 +290,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = load_dynamics_config(args.config, args.overrides)
-        trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"btnk-env train-dynamics: {err}")
-        return 2
+    cfg = load_dynamics_config(args.config, args.overrides)  # input errors: one line via models.errors.run_cli
+    trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
     last = trainer.fit()
     if trainer.ctx.is_main:
         print(f"step {trainer.step}: loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out_dir / 'final'}")

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -385,8 +386,8 @@ def run(args: argparse.Namespace) -> int:
         out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
                              device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
                              minari_id=args.minari_id, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"btnk-env encode: {err}")
+    except ImportError as err:  # an optional dependency (minari); input errors: one line via models.errors.run_cli
+        print(f"btnk-env encode: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         meta = fmt.read_meta(out)
