@@ -178,6 +178,8 @@ def psnr_beside_copy_last(truth: np.ndarray, decoded: np.ndarray, context: int) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from btnk_env.collection.seeds import seed_arg
+
     parser.add_argument("--out", required=True, help="video path (.mp4, .gif, or a folder of PNGs)")
     parser.add_argument("--dynamics", default="panorama-rooms-small-dynamics", help="dynamics model folder or bundled name")
     parser.add_argument("--encoder", default=None, help="the encoder (default: the one the dynamics model names)")
@@ -185,7 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode", type=int, default=0, help="which episode of --episodes")
     parser.add_argument("--plan", action="store_true", help="plan the shortest path to the goal in the built-in world")
     parser.add_argument("--world", default="single_room", help="built-in world for --plan: single_room or apartment")
-    parser.add_argument("--seed", type=int, default=1000, help="layout seed for --plan")
+    parser.add_argument("--seed", type=seed_arg, default=1000, help="layout seed for --plan")
     parser.add_argument("--height", type=int, default=128, help="panorama height of the built-in world for --plan")
     parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most")
     parser.add_argument("--fps", type=float, default=4)
@@ -193,47 +195,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from btnk_env.video.io import check_video_path, write_video
-    from models.dynamics import DynamicsMismatchError
 
     if bool(args.episodes) == bool(args.plan):
         print("btnk-env imagine: give either --episodes FOLDER (recorded actions) or --plan (built-in world)")
         return 2
-    try:
-        check_video_path(args.out)
-        if args.episodes:
-            from btnk_env.collection.episode_format import EpisodeFolder
+    # input errors (a bad folder, model or episode) become one line via models.errors.run_cli
+    check_video_path(args.out)
+    if args.episodes:
+        from btnk_env.collection.episode_format import EpisodeFolder
 
-            folder = EpisodeFolder(args.episodes)
-            if not 0 <= args.episode < len(folder):
-                raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
-            ep = folder.load(args.episode)
-            m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
-            num_actions = int(m.group(1)) if m else 3
-            stop = (folder.config.get("collection") or {}).get("stop_action")
-            last = len(ep.frames)
-            if stop is not None:  # PointNav: STOP (the last action) moves nothing; the world has the others
-                num_actions = int(stop)
-                last = 1 + next((t for t, a in enumerate(ep.actions) if a == stop), len(ep.actions))
-            dyn, encoder = load_pair(args.dynamics, args.encoder, num_actions)
+        folder = EpisodeFolder(args.episodes)
+        if not 0 <= args.episode < len(folder):
+            raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
+        ep = folder.load(args.episode)
+        m = re.fullmatch(r"Discrete\((\d+)\)", str(folder.config.get("action_space", "")))
+        num_actions = int(m.group(1)) if m else 3
+        stop = (folder.config.get("collection") or {}).get("stop_action")
+        last = len(ep.frames)
+        if stop is not None:  # PointNav: STOP (the last action) moves nothing; the world has the others
+            num_actions = int(stop)
+            last = 1 + next((t for t, a in enumerate(ep.actions) if a == stop), len(ep.actions))
+        dyn, encoder = load_pair(args.dynamics, args.encoder, num_actions)
+        k = dyn.config.context
+        n = min(last, k + args.horizon)
+        frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
+    else:
+        from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+        env = PanoramaRoomsEnv(height=args.height, world=args.world)
+        try:
+            dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
             k = dyn.config.context
-            n = min(last, k + args.horizon)
-            frames, actions = ep.frames[:n], np.asarray(ep.actions[:n - 1])
-        else:
-            from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-
-            env = PanoramaRoomsEnv(height=args.height, world=args.world)
-            try:
-                dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
-                k = dyn.config.context
-                frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
-            finally:
-                env.close()
-            print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
-                  f"imagining {len(actions) - (k - 1)}")
-        video, _, _ = imagine_video(dyn, encoder, frames, actions)
-    except (FileNotFoundError, ValueError, DynamicsMismatchError) as err:
-        print(f"btnk-env imagine: {err}")
-        return 2
+            frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
+        finally:
+            env.close()
+        print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
+              f"imagining {len(actions) - (k - 1)}")
+    video, _, _ = imagine_video(dyn, encoder, frames, actions)
     out = write_video(args.out, video, fps=args.fps)
     print(f"{len(video)} frames ({k} context, {len(video) - k} imagined) -> {out}")
     return 0

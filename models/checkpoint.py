@@ -384,10 +384,12 @@ def load_pretrained(model_cls: type, name_or_path: PathLike, *, map_location: An
                 f"or a bundled model {sorted(BUNDLED)}"
             )
     if path.is_dir() or path.suffix == ".safetensors":
-        config, state, source = _read_safetensors(path, overrides)
+        config, weights = _read_safetensors_config(path, overrides)
+        model = build_for_weights(model_cls, config, weights)  # sizes checked before any allocation
+        state, source = _read_safetensors_state(weights)
     else:
         config, state, source = _read_pickle(path, overrides)
-    model = model_cls(config)
+        model = model_cls(config)
     load_state_dict_strict(model, state, source)
     return model.to(map_location).eval()
 
@@ -404,26 +406,84 @@ def load_mae(model_cls: type, path: PathLike, preset_or_config: Any = "base", **
     return model
 
 
-def _read_safetensors(path: Path, overrides: dict) -> tuple:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file as load_safetensors
+MAX_SAFETENSORS_HEADER = 100 << 20
+"""A ``.safetensors`` header (JSON) larger than this is refused (the safetensors library's own limit)."""
 
+
+def safetensors_shapes(path: PathLike) -> Dict[str, tuple]:
+    """``{name: shape}`` of a ``.safetensors`` file from its header alone (no tensor is read).
+
+    Raises:
+        CheckpointError: the header is not one (too short or long, not JSON), or a tensor's bytes
+            lie beyond the end of the file (truncated).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            n = int.from_bytes(fh.read(8), "little")
+            if not 2 <= n <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise ValueError(f"header of {n} bytes in a file of {size}")
+            header = json.loads(fh.read(n))
+        shapes = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape, (begin, end) = tuple(int(v) for v in info["shape"]), info["data_offsets"]
+            if not 0 <= begin <= end <= size - 8 - n:
+                raise ValueError(f"tensor {name!r} ends at byte {8 + n + end} of {size}")
+            shapes[name] = shape
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        raise CheckpointError(f"cannot read {path}: {type(err).__name__}: {str(err)[:160]}. The file is truncated or "
+                              "corrupt; download or save it again") from None
+    return shapes
+
+
+def build_for_weights(build: Any, config: Any, weights: PathLike) -> Any:
+    """``build(config)``, after checking that ``config`` gives every tensor the shape the weights'
+    header records: the model is first built on the ``meta`` device (nothing allocated), so a
+    ``config.json`` with huge sizes costs nothing before it is refused.
+
+    Raises:
+        CheckpointError: names the first tensor whose shape (or presence) differs, and the fix.
+    """
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+    found = safetensors_shapes(weights)
+    for name in sorted(set(expected) | set(found)):
+        if expected.get(name) != found.get(name):
+            raise CheckpointError(
+                f"{weights}: {name} is {found.get(name, 'absent')} in the weights but {expected.get(name, 'absent')} "
+                f"by the config beside them: config.json and the weights disagree; use the files saved together")
+    return build(config)
+
+
+def _read_safetensors_config(path: Path, overrides: dict) -> tuple:
+    """``(config, weights path)`` of a safetensors folder or file."""
     folder, weights = (path, path / WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file() or not weights.is_file():
         raise CheckpointError(f"{folder} must hold {CONFIG_FILE} and {weights.name} (written by save_pretrained)")
     try:
         meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{config_path} is not valid JSON ({type(err).__name__})") from None
     if not isinstance(meta, dict) or meta.get("model_type") != MODEL_TYPE or "config" not in meta:
         raise CheckpointError(f"{config_path} is not a btnk_mae config (model_type {MODEL_TYPE!r} expected)")
-    config = config_from_saved(meta["config"], overrides, str(config_path))
+    return config_from_saved(meta["config"], overrides, str(config_path)), weights
+
+
+def _read_safetensors_state(weights: Path) -> tuple:
+    """``(state dict, source name)`` of a ``.safetensors`` file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file as load_safetensors
+
+    safetensors_shapes(weights)  # a truncated file is refused before anything is read
     try:
         state = load_safetensors(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {weights}: {err}. The file is truncated or corrupt.") from None
-    return config, state, str(weights)
+    return state, str(weights)
 
 
 def _read_pickle(path: Path, overrides: dict) -> tuple:

@@ -202,8 +202,24 @@ class LatentDynamics(nn.Module):
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
             raise FileNotFoundError(f"{name_or_path}: not a dynamics model folder (config.json + model.safetensors) "
                                     f"nor a bundled dynamics model {sorted(BUNDLED_DYNAMICS)}")
-        model = cls(DynamicsConfig.from_dict(json.loads((folder / "config.json").read_text())))
-        state = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+        from models.checkpoint import CheckpointError, build_for_weights
+
+        try:
+            values = json.loads((folder / "config.json").read_text())
+        except (ValueError, RecursionError) as err:
+            raise CheckpointError(f"{folder / 'config.json'} is not valid JSON ({type(err).__name__})") from None
+        if not isinstance(values, dict):
+            raise CheckpointError(f"{folder / 'config.json'} must hold a JSON object of DynamicsConfig fields")
+        try:
+            config = DynamicsConfig.from_dict(values)
+        except TypeError as err:
+            raise CheckpointError(f"{folder / 'config.json'}: {err}") from None
+        weights = folder / "model.safetensors"
+        model = build_for_weights(cls, config, weights)  # sizes checked against the header before allocation
+        try:
+            state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(f"cannot read {weights}: {str(err)[:160]}. The file is truncated or corrupt") from None
         model.load_state_dict(state, strict=True)
         return model.eval()
 

@@ -13,7 +13,9 @@ Every file the package writes goes through this module:
 - Ownership: a folder the package creates holds a marker file, :data:`OWNER_MARKER`, naming its
   kind (``"png-sequence"``, ``"train-run"``, ...). A writer replaces or fills a folder only if it
   is absent, empty, or marked with the same kind; anything else raises :class:`NotOursError`
-  with the fix in the message. The user's files are never removed.
+  with the fix in the message. The user's files are never removed. A dataset writer also records
+  its ``settings`` in the marker (:func:`claim_dir`): a later writer of the same folder must bring
+  the same settings (a resume), anything else is refused with one line naming the keys that differ.
 - :func:`clean_stale_temps` removes the temporaries a killed process left (our naming only).
 
 Example:
@@ -53,6 +55,8 @@ __all__ = [
     "clean_stale_temps",
     "fsync_dir",
     "owner_kind",
+    "owner_settings",
+    "settings_diff",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -159,20 +163,48 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------------------- ownership
+def _marker(folder: PathLike) -> "dict | None":
+    """``folder``'s :data:`OWNER_MARKER` as a dict, or ``None`` if it has no valid one."""
+    try:
+        value = json.loads((Path(folder) / OWNER_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and value.get("created_by") == "btnk-env" else None
+
+
 def owner_kind(folder: PathLike) -> "str | None":
     """The kind in ``folder``'s :data:`OWNER_MARKER`, or ``None`` if it has no (valid) marker."""
-    marker = Path(folder) / OWNER_MARKER
-    try:
-        value = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(value, dict) or value.get("created_by") != "btnk-env":
-        return None
-    return str(value.get("kind", ""))
+    value = _marker(folder)
+    return None if value is None else str(value.get("kind", ""))
 
 
-def _mark(folder: Path, kind: str) -> None:
-    atomic_write_text(folder / OWNER_MARKER, json.dumps({"created_by": "btnk-env", "kind": kind}) + "\n")
+def owner_settings(folder: PathLike) -> "dict | None":
+    """The ``settings`` a dataset writer recorded in ``folder``'s marker (``None``: none recorded)."""
+    settings = (_marker(folder) or {}).get("settings")
+    return settings if isinstance(settings, dict) else None
+
+
+def settings_diff(old: dict, new: dict) -> str:
+    """The keys on which two settings dicts differ, as ``"seeds: [0] there, [1] now; ..."`` ('' if equal).
+
+    Example:
+        >>> settings_diff({"seeds": [0], "height": 64}, {"seeds": [1], "height": 64})
+        'seeds: [0] there, [1] now'
+    """
+    keys = [k for k in sorted(set(old) | set(new), key=str) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k}: {_short(old.get(k))} there, {_short(new.get(k))} now" for k in keys)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _mark(folder: Path, kind: str, settings: "dict | None" = None) -> None:
+    value = {"created_by": "btnk-env", "kind": kind}
+    if settings is not None:
+        value["settings"] = settings
+    atomic_write_text(folder / OWNER_MARKER, json.dumps(value) + "\n")
 
 
 def _is_empty(folder: Path) -> bool:
@@ -202,14 +234,26 @@ def check_replaceable_dir(path: PathLike, kind: str, fix: str = "choose a new fo
     raise NotOursError(f"{path} holds {what}, which are never replaced; {fix}, or empty or remove it yourself")
 
 
-def claim_dir(path: PathLike, kind: str, fix: str = "choose a new folder name", recognise: Recognise = None) -> Path:
+def claim_dir(path: PathLike, kind: str, fix: str = "choose a new folder name", recognise: Recognise = None,
+              settings: "dict | None" = None) -> Path:
     """Make ``path`` a folder of ``kind`` owned by the package: created (with its marker) if
     absent, marked if empty (or ``recognise``d), accepted if already marked with ``kind``; else
-    :class:`NotOursError`."""
+    :class:`NotOursError`.
+
+    ``settings`` (a JSON-able dict: what decides the folder's contents) are recorded in the marker
+    the first time; a folder whose marker records other settings raises :class:`NotOursError`
+    naming the keys that differ (:func:`settings_diff`). Call it before any work.
+    """
     path = check_replaceable_dir(path, kind, fix, recognise)
+    if settings is not None:
+        settings = json.loads(json.dumps(settings))  # compared as it will read back (tuples -> lists)
+        old = owner_settings(path)
+        if old is not None and old != settings:
+            raise NotOursError(f"{path} was written with different settings ({settings_diff(old, settings)}); "
+                               "write to another folder, or give the same settings to resume")
     path.mkdir(parents=True, exist_ok=True)
-    if owner_kind(path) != kind:
-        _mark(path, kind)
+    if owner_kind(path) != kind or (settings is not None and owner_settings(path) is None):
+        _mark(path, kind, settings)
     return path
 
 

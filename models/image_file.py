@@ -22,6 +22,11 @@ anything else          refused
 A refusal or an undecodable file raises :class:`ImageDecodeError`; datasets skip and count such
 images. Only the first frame of a multi-frame file is read.
 
+Bounds: an image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels (``H * W``) is
+refused before any pixel is decoded (a 20 KB 1-bit PNG can declare 13000x13000). The default,
+``16384 * 8192`` (a 16K equirectangular panorama, 384 MiB as RGB), is set with the environment
+variable ``BTNK_MAX_IMAGE_PIXELS``.
+
 Example:
     >>> import io, numpy as np
     >>> from PIL import Image
@@ -40,7 +45,10 @@ import numpy as np
 
 from models.errors import BtnkEnvError
 
-__all__ = ["ImageDecodeError", "read_image", "to_rgb8"]
+__all__ = ["ImageDecodeError", "read_image", "to_rgb8", "MAX_IMAGE_PIXELS", "check_pixels"]
+
+MAX_IMAGE_PIXELS = int(os.environ.get("BTNK_MAX_IMAGE_PIXELS", 16384 * 8192))
+"""Largest ``H * W`` decoded (see the module docstring); ``BTNK_MAX_IMAGE_PIXELS`` sets it."""
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, Any]
 _AS_PILLOW_CONVERTS = {"RGB", "L", "1", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "RGBX", "HSV", "RGBa", "La"}
@@ -82,6 +90,13 @@ def to_rgb8(image: Any, name: str = "image") -> np.ndarray:
     raise ImageDecodeError(f"{name}: image mode {mode!r} is not supported; convert it to 8-bit RGB first")
 
 
+def check_pixels(width: int, height: int, name: str = "image") -> None:
+    """Raise :class:`ImageDecodeError` if a ``width x height`` image exceeds :data:`MAX_IMAGE_PIXELS`."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(f"{name}: {width}x{height} = {width * height} pixels, over the limit of "
+                               f"{MAX_IMAGE_PIXELS} (set BTNK_MAX_IMAGE_PIXELS to read larger images)")
+
+
 def read_image(source: ImageSource) -> np.ndarray:
     """A path, bytes, a binary file object or a PIL image -> ``(H, W, 3)`` uint8 RGB.
 
@@ -99,6 +114,7 @@ def read_image(source: ImageSource) -> np.ndarray:
     fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         with Image.open(fh) as im:
+            check_pixels(im.width, im.height, str(name))  # from the header, before any pixel is decoded
             im.load()
             return to_rgb8(im, str(name))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

@@ -142,7 +142,7 @@ def test_folder_and_its_shard_conversion_hold_the_same_samples(tmp_path):
         assert np.array_equal(pa, pb) and np.array_equal(pa, pc)
         assert rc == ra and {k: v for k, v in rb.items() if k != "source_file"} == {k: v for k, v in ra.items() if k != "file"}
     assert F.read_config(back)["image_size"] == [16, 32]
-    with pytest.raises(ValueError, match="not empty"):
+    with pytest.raises(ValueError, match="different settings"):
         convert(folder, tmp_path / "s")  # never writes over a dataset
 
 

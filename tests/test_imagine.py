@@ -66,5 +66,5 @@ def test_mismatches_are_refused_before_any_work(models_dir, capsys, kw, message)
     out = tmp / "never.gif"
     rc = main(["imagine", "--plan", "--height", "32", "--dynamics", dynamics("bad", **kw), "--encoder", str(tmp / "enc"),
                "--out", str(out)])
-    assert rc == 2 and message in capsys.readouterr().out
+    assert rc == 2 and message in capsys.readouterr().err
     assert not out.exists()

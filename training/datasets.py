@@ -201,8 +201,10 @@ def panorama_files(root: Path) -> List[Path]:
     relative to the folder or to ``images/``; the manifest rules of :mod:`btnk_env.collection.formats`),
     else every image under the folder.
 
+    A record whose file is missing costs itself alone: it is skipped and reported (by name and count).
+
     Raises:
-        DatasetError: a damaged manifest line (not the last) or a record whose file is missing.
+        DatasetError: a damaged manifest line (not the last).
     """
     try:
         records = formats.read_manifest(root)
@@ -210,15 +212,20 @@ def panorama_files(root: Path) -> List[Path]:
         raise DatasetError(str(err)) from None
     if not records and not (root / MANIFEST).is_file():
         return find_images(root)
-    files = []
+    files, missing = [], []
     for n, rec in enumerate(records, 1):
         for candidate in (root / rec["file"], root / formats.IMAGES_DIR / rec["file"]):
             if candidate.is_file():
                 files.append(candidate)
                 break
         else:
-            raise DatasetError(f"{root / MANIFEST} record {n} names {rec['file']}, which does not exist; re-run "
-                               "'btnk-env collect' on the folder with the same settings (it re-renders missing frames)")
+            missing.append(f"record {n} ({rec['file']})")
+    if missing:
+        logger.warning("%s: %d frame(s) of the manifest are missing and skipped: %s%s; re-run 'btnk-env collect' on "
+                       "the folder with the same settings (it re-renders only those)", root / MANIFEST, len(missing),
+                       ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
+    if formats.is_locked(root):
+        logger.warning("%s is still being collected: reading the %d frames complete so far", root, len(files))
     return files
 
 

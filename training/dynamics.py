@@ -44,6 +44,14 @@ from training.run_log import MetricsWriter
 logger = logging.getLogger(__name__)
 
 
+def _check(section: str, values: Dict[str, Any], rule: str) -> None:
+    """Raise :class:`ConfigError` naming ``section.key`` for the first value breaking ``rule``:
+    ``"> 0"`` or ``">= 0"`` (NaN and infinity break both)."""
+    for key, v in values.items():
+        if not (math.isfinite(v) and (v > 0 if rule == "> 0" else v >= 0)):
+            raise ConfigError(f"{section}.{key} must be {rule}, got {v}")
+
+
 @dataclass
 class DynModelConfig:
     kind: str = "transformer"
@@ -56,6 +64,7 @@ class DynModelConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"model.kind must be one of {list(KINDS)}, got {self.kind!r}")
+        _check("model", {"context": self.context, "width": self.width, "depth": self.depth, "heads": self.heads}, "> 0")
 
 
 @dataclass
@@ -65,6 +74,9 @@ class DynDataConfig:
     horizon: int = 8
     """``H``: open-loop steps per training window (windows are ``context + horizon`` frames)."""
 
+    def __post_init__(self) -> None:
+        _check("data", {"horizon": self.horizon}, "> 0")
+
 
 @dataclass
 class DynOptimConfig:
@@ -73,6 +85,12 @@ class DynOptimConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check("optim", {"lr": self.lr, "grad_clip": self.grad_clip}, "> 0")
+        _check("optim", {"min_lr": self.min_lr, "weight_decay": self.weight_decay, "warmup_steps": self.warmup_steps}, ">= 0")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"optim.min_lr ({self.min_lr}) must not exceed optim.lr ({self.lr})")
 
 
 @dataclass
@@ -87,6 +105,10 @@ class DynTrainConfig:
     overwrite: bool = False
     """Start over in an ``io.out_dir`` that holds a run (its own files are removed); needs ``resume: null``."""
 
+    def __post_init__(self) -> None:
+        _check("train", {"steps": self.steps, "batch_size": self.batch_size}, "> 0")
+        _check("train", {"open_loop_weight": self.open_loop_weight}, ">= 0")
+
 
 @dataclass
 class DynIOConfig:
@@ -94,6 +116,9 @@ class DynIOConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check("io", {"log_every": self.log_every, "checkpoint_every": self.checkpoint_every}, "> 0")
 
 
 @dataclass
@@ -135,6 +160,7 @@ class DynamicsTrainer:
         self._run_folder = claim_run_folder(self.ctx, self.out_dir, cfg.train.resume, cfg.train.overwrite)  # locked
         m = cfg.model
         self.data = LatentDataset(cfg.data.path)
+        self.data.check_finite()  # NaN latents would train to a NaN loss: refused, naming the file
         meta = self.data.meta if hasattr(self.data, "meta") else {}
         self.windows = LatentWindows(self.data, window=m.context + cfg.data.horizon)
         num_actions = num_actions_of(self.data)
@@ -264,12 +290,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = load_dynamics_config(args.config, args.overrides)
-        trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"btnk-env train-dynamics: {err}")
-        return 2
+    cfg = load_dynamics_config(args.config, args.overrides)  # input errors: one line via models.errors.run_cli
+    trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
     last = trainer.fit()
     if trainer.ctx.is_main:
         print(f"step {trainer.step}: loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out_dir / 'final'}")

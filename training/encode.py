@@ -19,10 +19,13 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,11 +33,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from btnk_env.collection.formats import exclusive_lock
 from models import BtnkMAE, frames_to_tensor
+from models.errors import NotOursError
+from models.files import check_replaceable_dir, claim_dir
 from models.identity import model_sha256
 from models.precision import check_precision, for_inference
 from training import latent_format as fmt
-from training.datasets import decode_image, find_images, panorama_files, read_panorama_config
+from training.datasets import MANIFEST, decode_image, find_images, panorama_files, read_panorama_config
 
 __all__ = ["encode_dataset", "open_source", "PanoramaSource", "EpisodeSource", "model_sha256"]
 
@@ -65,6 +71,11 @@ class PanoramaSource:
     def describe(self) -> dict:
         return {"path": str(self.root.resolve()), "kind": self.kind, "num_frames": len(self.files)}
 
+    def fingerprint(self) -> str:
+        """sha256 of what decides the frames: the manifest (or the image list) and the settings."""
+        manifest = self.root / MANIFEST
+        return _sha256(manifest.read_bytes() if manifest.is_file() else b"", self.keys, self.settings)
+
 
 class EpisodeSource:
     """The frames of an episode dataset (:class:`btnk_env.collection.episode_format.EpisodeFolder`), in order."""
@@ -82,7 +93,11 @@ class EpisodeSource:
         self.frame_hw = tuple(self.data.image_size)
 
     def describe(self) -> dict:
-        return self.data.describe()
+        return {**self.data.describe(), "damaged_records": len(self.data.damaged)}
+
+    def fingerprint(self) -> str:
+        """sha256 of the complete episodes' records and the recording settings."""
+        return _sha256(b"", self.data.episodes, self.settings)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Observation-aligned per-frame arrays (see :mod:`training.latent_format`), offsets and goals."""
@@ -99,6 +114,14 @@ class EpisodeSource:
         out["episode_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         out["goals"] = np.array([r["goal"] for r in self.data.episodes], np.float32).reshape(-1, 3)
         return out
+
+
+def _sha256(data: bytes, *values: Any) -> str:
+    """sha256 of ``data`` and JSON-able ``values`` (a source's identity)."""
+    h = hashlib.sha256(data)
+    for v in values:
+        h.update(json.dumps(v, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 class ShardSource:
@@ -126,6 +149,11 @@ class ShardSource:
 
     def describe(self) -> dict:
         return {"path": str(self.root.resolve()), "kind": "shards", "num_frames": len(self.files)}
+
+    def fingerprint(self) -> str:
+        """sha256 of what decides the frames: the shard set's entries (file, first, count, bytes) and settings."""
+        entries = [[e.file, e.first, e.count, e.bytes] for e in self.shards.shards]
+        return _sha256(b"", entries, self.keys, self.settings)
 
 
 def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | ShardSource":
@@ -239,6 +267,7 @@ def encode_dataset(
 
         check_dataset_id(minari_id)
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
+    stack = contextlib.ExitStack()
     try:
         net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
         minari_kept = minari_id is not None and _minari_kept(minari_id, meta)  # another dataset there: refused here
@@ -249,10 +278,14 @@ def encode_dataset(
         if old is not None and old.get("complete") and old.get("num_frames") == n and (minari_id is None or minari_kept):
             logger.info("%s is complete: nothing to do", root)
             return root
+        lock = f".encode-rank{ctx.rank}.lock"  # one encode (of each rank) at a time writes the folder
         if ctx.is_main:
-            root.mkdir(parents=True, exist_ok=True)
+            claim_dir(root, fmt.KIND, "use another --out", fmt.written_before_markers)
+            stack.enter_context(exclusive_lock(root, lock))
             fmt.write_meta(root, {**meta, "complete": False})
         barrier()
+        if not ctx.is_main:
+            stack.enter_context(exclusive_lock(root, lock))
         todo = [c for c in chunks if not fmt.chunk_is_done(root, *c)]
         barrier()  # every rank has read the same markers before anyone writes
         mine = todo[ctx.rank::ctx.world_size]
@@ -269,6 +302,7 @@ def encode_dataset(
                 export_minari(root, minari_id)
         barrier()
     finally:
+        stack.close()
         shutdown()
     return Path(out)
 
@@ -293,16 +327,17 @@ def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):
     meta = {"format": fmt.FORMAT, "kind": src.kind, "model": name, "model_sha256": model_sha256(model),
             "img_size": list(size), "latent_dim": model.latent_dim, "precision": precision, "dtype": dtype,
             "chunk_size": int(chunk_size), "num_frames": len(src.files), "source": src.describe(),
-            "source_settings": src.settings, "minari_id": minari_id}
+            "source_settings": src.settings, "source_fingerprint": src.fingerprint(), "minari_id": minari_id}
+    check_replaceable_dir(out, fmt.KIND, "use another --out", fmt.written_before_markers)  # before any work
     old = fmt.read_meta(out)
     if old is not None:
         diff = [k for k in fmt.COMPAT_KEYS if old.get(k) != meta[k]]
         if diff:
-            detail = "; ".join(f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in diff if k != "model_sha256")
-            if "model_sha256" in diff:
-                detail = f"model: {old.get('model')!r} there (other weights), {name!r} now" + (f"; {detail}" if detail else "")
-            raise ValueError(f"{out} holds latents that do not match this encode ({detail}): "
-                             "use another --out, or the same model and settings to resume")
+            said = {"model_sha256": f"model: {old.get('model')!r} there (other weights), {name!r} now",
+                    "source_fingerprint": f"source: other frames than those encoded there ({old.get('source', {})})"}
+            detail = "; ".join(said.get(k, f"{k}: {old.get(k)!r} there, {meta[k]!r} now") for k in diff)
+            raise NotOursError(f"{out} holds latents that do not match this encode ({detail}): "
+                               "use another --out, or the same model, source and settings to resume")
     if model.training or model.device != device:
         model = copy.deepcopy(model).eval().to(device)  # the caller's model is never modified
     return for_inference(model, precision), meta
@@ -391,8 +426,8 @@ def run(args: argparse.Namespace) -> int:
         out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
                              device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
                              minari_id=args.minari_id, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"btnk-env encode: {err}")
+    except ImportError as err:  # an optional dependency (minari); input errors: one line via models.errors.run_cli
+        print(f"btnk-env encode: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         meta = fmt.read_meta(out)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import BtnkEnvError
 from models.files import atomic_write_bytes as _atomic_write_bytes
 
 __all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk",
@@ -49,8 +50,21 @@ CHUNKS = "chunks"
 #: per-frame episode arrays: name -> dtype
 EPISODE_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
                   "poses": np.float32}
-#: metadata that must match for an encode to continue an existing output
-COMPAT_KEYS = ("kind", "model_sha256", "img_size", "latent_dim", "precision", "dtype", "chunk_size", "source_settings")
+#: metadata that must match for an encode to continue an existing output: the model (its hash,
+#: :func:`training.encode.model_sha256`) and the source (``source_fingerprint``: a hash of its
+#: index or manifest and settings) bind a latent dataset to what it encodes; another is refused, never mixed
+COMPAT_KEYS = ("kind", "model_sha256", "source_fingerprint", "img_size", "latent_dim", "precision", "dtype",
+               "chunk_size", "source_settings")
+#: owner-marker kind of a latent dataset folder (:func:`models.files.claim_dir`)
+KIND = "latent-dataset"
+
+
+def written_before_markers(root: Path) -> bool:
+    """A latent dataset of ours from before folders were marked (its ``latents.json`` is ours)."""
+    try:
+        return read_meta(root) is not None
+    except ValueError:
+        return False
 
 
 def read_meta(root: "str | os.PathLike") -> dict | None:
@@ -60,8 +74,9 @@ def read_meta(root: "str | os.PathLike") -> dict | None:
         return None
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): not written by btnk-env encode; use another --out") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is not valid JSON ({type(err).__name__}): not written by btnk-env encode; "
+                         "use another --out") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a btnk-env latent dataset (format {FORMAT}); use another --out")
     return meta
@@ -144,8 +159,31 @@ class LatentDataset:
             self.offsets = np.load(self.root / OFFSETS)
             self.goals = np.load(self.root / GOALS)
             self.episodes = json.loads((self.root / EPISODES).read_text())
+            self._check_episodes()
         else:
             self.keys = json.loads((self.root / KEYS).read_text())
+
+    def _check_episodes(self) -> None:
+        """Offsets monotone from 0 to N (each episode at least 2 frames), every array of N rows."""
+        n, off = len(self.latents), self.offsets
+        if off.ndim != 1 or len(off) < 2 or off[0] != 0 or off[-1] != n or np.any(np.diff(off) < 2):
+            raise BtnkEnvError(f"{self.root / OFFSETS} must rise from 0 to {n} (the latents' rows) by at least 2 "
+                               "per episode; the folder is damaged: encode the episodes again")
+        for name in EPISODE_ARRAYS:
+            if len(getattr(self, name)) != n:
+                raise BtnkEnvError(f"{self.root / name}.npy has {len(getattr(self, name))} rows, the latents {n}; "
+                                   "the folder is damaged: encode the episodes again")
+        if len(self.goals) != len(off) - 1:
+            raise BtnkEnvError(f"{self.root / GOALS} has {len(self.goals)} rows for {len(off) - 1} episodes")
+
+    def check_finite(self, rows: int = 1 << 16) -> None:
+        """Raise :class:`~models.errors.BtnkEnvError` if a latent is NaN or infinite (read in blocks of ``rows``)."""
+        for a in range(0, len(self.latents), rows):
+            block = np.asarray(self.latents[a:a + rows])
+            if not np.isfinite(block).all():
+                bad = a + int(np.argmin(np.isfinite(block).all(axis=1)))
+                raise BtnkEnvError(f"{self.root / LATENTS} row {bad} is not finite (NaN or infinity); encode the "
+                                   "dataset again")
 
     @property
     def kind(self) -> str:

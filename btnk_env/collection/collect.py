@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 from btnk_env.collection import formats as F
 from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
-from models.files import clean_stale_temps
+from models.files import clean_stale_temps, settings_diff
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
@@ -49,19 +49,27 @@ CONFIG_REFRESH = 1024  # frames between rewrites of dataset_config.json while co
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
     """The complete frames of a PNG folder, in order: the manifest's records (torn last line
     dropped; a damaged line before it is a :class:`~btnk_env.collection.formats.DatasetFormatError`)
-    up to the first one without every collection key or whose PNG is missing.
+    that have every collection key and their PNG. An incomplete record costs itself alone: it is
+    skipped (and counted in a warning), every later one is kept.
 
     Returns:
         list of records ``{"index", "file" (relative to out_dir), "scene", "seed",
         "position" [x, y, z] metres, "heading" radians, "mode"}`` (plus ``episode``, ``step``).
     """
     root = Path(out_dir)
-    records = []
-    for rec in F.read_manifest(root):
-        if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file():
-            break
-        records.append(rec)
-    return records
+    records = F.read_manifest(root)
+    holes = _holes(root, records)
+    if holes:
+        logger.warning("%s: %d frame(s) without their PNG or record keys skipped (first: %s)", root, len(holes),
+                       records[holes[0]]["file"])
+    gone = set(holes)
+    return [r for i, r in enumerate(records) if i not in gone]
+
+
+def _holes(root: Path, records: list[dict]) -> list[int]:
+    """Positions of the manifest records without every collection key or whose PNG is missing."""
+    return [i for i, rec in enumerate(records)
+            if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file()]
 
 
 def _resolve_parts(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -167,13 +175,17 @@ def collect_panoramas(
             space = env.unwrapped.observation_space
             height = int(space["rgb"].shape[0] if hasattr(space, "spaces") else space.shape[0])
             env_name = type(env.unwrapped).__name__
+            world = getattr(env.unwrapped, "world", None)
         else:
             env_name = _probe_env_name(factory)
             keywords = getattr(factory, "keywords", None) or {}
             height = int(keywords.get("height", height))  # functools.partial(PanoramaRoomsEnv, height=128)
+            world = keywords.get("world", (env_kwargs or {}).get("world", _default_world(env_name)))
         plan = Plan(mode, seeds if isinstance(seeds, SeedRanges) else tuple(seeds), frames_per_scene, tuple(trajectory[:num_frames]) if trajectory else None,
                     tuple(str(s) for s in scenes) if scenes else None)
         settings = {"mode": mode, "seeds": seeds.to_json() if isinstance(seeds, SeedRanges) else seeds, "frames_per_scene": frames_per_scene, "height": height, "env": env_name}
+        if world is not None:  # the built-in world's preset decides the pixels too
+            settings["world"] = str(world)
         if mode == "trajectory":
             settings["trajectory_length"] = len(trajectory)
         if scenes:
@@ -204,6 +216,17 @@ def _probe_env_name(factory: Callable[[], Any]) -> str:
     return getattr(target, "__name__", type(target).__name__)
 
 
+def _default_world(env_name: str) -> "str | None":
+    """The ``world`` a factory's environment gets when none is given (the built-in world's default)."""
+    from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+
+    if env_name != PanoramaRoomsEnv.__name__:
+        return None
+    import inspect
+
+    return inspect.signature(PanoramaRoomsEnv).parameters["world"].default
+
+
 def _bar(total: int, initial: int, progress: bool):
     from tqdm.auto import tqdm
 
@@ -213,27 +236,36 @@ def _bar(total: int, initial: int, progress: bool):
 
 def _check_settings(old: dict | None, settings: dict, where: Path) -> None:
     if old is not None and old != settings:
-        raise ValueError(f"{where} was collected with different settings {old}; now {settings}. "
-                         "Use another folder or the same settings to resume.")
+        raise F.DatasetFormatError(f"{where} was collected with different settings ({settings_diff(old, settings)}); "
+                                   "use another --out, or the same settings to resume")
 
 
 def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, height: int, workers: int, env: Any,
                     factory: Any, progress: bool, callback: Any) -> Path:
+    F.claim(root, F.FOLDER_KIND, settings)  # before any work: ours with these settings, or new
     (root / F.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     size = (height, 2 * height)
     with F.exclusive_lock(root):
         _check_settings((F.read_config(root) or {}).get("collection"), settings, root / F.CONFIG)
-        records = load_manifest(root)
-        _rewrite_manifest(root, records)
+        records = F.read_manifest(root)
         clean_stale_temps(root / F.IMAGES_DIR, ".*.tmp*")
-        F.write_config(root, size, len(records), False, settings)
+        holes = _holes(root, records)  # frames of the manifest to render again: every other one is kept
         if records:
-            logger.info("resuming %s at frame %d", root, len(records))
-        done = len(records)
-        units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
-                 for a in range(done, num_frames, FOLDER_CHUNK)]
+            logger.info("resuming %s at frame %d (%d damaged frames before it re-rendered)", root, len(records),
+                        len(holes))
+        done = len(records) - len(holes)
         bar = _bar(num_frames, done, progress)
         try:
+            for _, recs in run_units([Unit(str(root), i, i + 1, size=size) for i in holes], plan, workers, env, factory,
+                                     ordered=True):
+                for rec in recs:
+                    records[rec["index"]] = rec
+                    bar.update(1)
+            _rewrite_manifest(root, records)
+            F.write_config(root, size, len(records), False, settings)
+            done = len(records)
+            units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
+                     for a in range(done, num_frames, FOLDER_CHUNK)]
             with open(root / F.MANIFEST, "a", encoding="utf-8") as manifest:
                 for _, recs in run_units(units, plan, workers, env, factory, ordered=True):
                     for rec in recs:
@@ -254,7 +286,7 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
 
 
 def _rewrite_manifest(root: Path, records: list[dict]) -> None:
-    """Keep only the complete frames in the manifest (drops a torn last line)."""
+    """Write the manifest's records again if they changed (a torn last line dropped, re-rendered frames)."""
     body = "".join(json.dumps(r) + "\n" for r in records)
     path = root / F.MANIFEST
     if not path.exists() or path.read_text(encoding="utf-8") != body:
@@ -265,7 +297,7 @@ def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, hei
                     parts: int, workers: int, env: Any, factory: Any, progress: bool, callback: Any) -> Path:
     from btnk_env.collection.shards import load_index_entries, remove_stale_temporaries
 
-    root.mkdir(parents=True, exist_ok=True)
+    F.claim(root, F.SHARDS_KIND, settings)  # every part of one set brings the same settings
     size = (height, 2 * height)
     index_name = F.part_index_name(part, parts)
     index_path = root / index_name

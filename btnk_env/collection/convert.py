@@ -3,7 +3,8 @@
 PNG bytes are copied as they are (no re-encoding), and records keep every key, so a folder, its
 shards and the folder converted back hold the same pixels and the same records. Sample ``i`` of
 the shard set is frame ``i`` of the folder (its manifest order; without a manifest, the sorted
-PNG files). The destination must be new or empty: a converter never writes over another dataset.
+PNG files). The destination must be new, empty, or this conversion's own (the same source, resumed):
+a converter never writes over another dataset (:func:`btnk_env.collection.formats.claim`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ __all__ = ["convert", "folder_to_shards", "shards_to_folder"]
 logger = logging.getLogger(__name__)
 
 
-def _require_empty(dst: Path) -> None:
-    if dst.exists() and any(p for p in dst.iterdir() if not p.name.startswith(".")):
-        raise ValueError(f"{dst} is not empty; convert into a new folder (nothing is overwritten)")
-
-
 def folder_to_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size: int = 1000,
                      progress: bool = False) -> Path:
     """Write the frames of the PNG folder ``src`` as a shard set in ``dst``."""
@@ -33,7 +29,6 @@ def folder_to_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size:
     from btnk_env.collection.shards import ShardWriter
 
     src, dst = Path(src), Path(dst)
-    _require_empty(dst)
     config = F.read_config(src) or {}
     records = F.read_manifest(src)
     if not records:
@@ -64,8 +59,7 @@ def shards_to_folder(src: str | os.PathLike, dst: str | os.PathLike, progress: b
     from tqdm.auto import tqdm
 
     shard_set = F.open_shard_set(src)
-    dst = Path(dst)
-    _require_empty(dst)
+    dst = F.claim(dst, F.FOLDER_KIND, {"converted_from": str(src), "num_samples": shard_set.num_samples})
     (dst / F.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     with F.exclusive_lock(dst):
         n = 0
@@ -76,7 +70,9 @@ def shards_to_folder(src: str | os.PathLike, dst: str | os.PathLike, progress: b
         with open(dst / F.MANIFEST, "w", encoding="utf-8") as manifest:
             for entry in shard_set.shards:
                 for key, sample in F.iter_shard(shard_set.path(entry)):
-                    record = json.loads(sample[F.RECORD_EXT])
+                    record = F.read_json(sample[F.RECORD_EXT], f"{shard_set.path(entry)} record {key}")
+                    if not isinstance(record, dict):
+                        raise F.DatasetFormatError(f"{shard_set.path(entry)} record {key} is not a JSON object")
                     record.pop("source_file", None)
                     name = F.frame_file(n)
                     F.atomic_write_bytes(dst / name, sample[F.IMAGE_EXT])

@@ -14,10 +14,18 @@ Folder layout::
                                                  terminated (T,) bool, truncated (T,) bool,
                                                  positions (T+1, 3) float64, headings (T+1,) float64
 
-An episode is written whole into ``episodes/.000007.tmp/`` (every file fsynced), renamed to
+An episode is written whole into a temporary folder beside it (every file fsynced), renamed to
 ``episodes/000007`` and only then given its ``episodes.jsonl`` line (appended and fsynced), so a
-killed recording leaves complete episodes plus at most one stale folder, which the next writer
-removes before continuing at the first missing episode.
+killed recording leaves complete episodes plus at most one stale temporary folder, which the next
+writer removes before writing the missing episodes.
+
+Ownership and damage: the writer claims the folder (:func:`models.files.claim_dir`, kind
+:data:`KIND`, with the recording settings) and holds its lock while writing. A damaged record (an
+index line that is not a whole record, a folder without its frames, a ``steps.npz`` that is
+missing, truncated, of other lengths than the record's ``num_steps``, with actions outside the
+action space or non-finite rewards) costs that record alone: readers skip it and report it by
+name and count (:func:`scan_index`), the writer records it again; no complete episode and nothing
+the writer did not create is ever removed.
 
 Any other storage (the sharded webdataset format of parallel collection) plugs in by
 implementing :class:`EpisodeWriter`: ``num_complete()`` and ``write(index, episode)``.
@@ -29,16 +37,20 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from btnk_env.collection.formats import DatasetFormatError, exclusive_lock, is_locked, read_json
 from btnk_env.collection.formats import png_bytes as _png_bytes
+from models.errors import NotOursError
 from models.files import atomic_write_bytes as _atomic_write_bytes
-from models.files import fsync_dir
+from models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, temp_name
 
 __all__ = ["Episode", "EpisodeWriter", "EpisodeFolderWriter", "EpisodeFolder", "is_episode_dataset",
            "DATASET_TYPE", "CONFIG", "INDEX"]
@@ -53,6 +65,8 @@ EPISODES_DIR = "episodes"
 STEPS_FILE = "steps.npz"
 #: keys of an ``episodes.jsonl`` line
 EPISODE_KEYS = ("index", "dir", "num_steps", "seed", "scene", "goal", "return", "success", "terminated", "truncated")
+#: owner-marker kind of an episode folder
+KIND = "episode-dataset"
 _STEP_ARRAYS = ("actions", "rewards", "terminated", "truncated", "positions", "headings")
 
 
@@ -116,7 +130,10 @@ class EpisodeWriter(Protocol):
         """How many episodes (0 .. n-1) are stored completely: recording resumes at this index."""
 
     def write(self, index: int, episode: Episode) -> None:
-        """Store episode ``index`` (== ``num_complete()``) atomically."""
+        """Store episode ``index`` (== ``num_complete()``, or one of ``missing()``) atomically."""
+
+    # optional: ``missing(total) -> list[int]``, the episodes of ``0 .. total-1`` to (re-)write;
+    # without it the recorder writes ``num_complete() .. total-1``
 
     def close(self) -> None:
         """Finish (update the dataset's config)."""
@@ -130,10 +147,7 @@ def _read_config(root: Path) -> dict | None:
     path = root / CONFIG
     if not path.is_file():
         return None
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); it was not written by btnk-env collect") from None
+    value = read_json(path.read_bytes(), str(path))
     return value if isinstance(value, dict) else None
 
 
@@ -143,27 +157,117 @@ def is_episode_dataset(root: "str | os.PathLike") -> bool:
     return config is not None and config.get("dataset_type") == DATASET_TYPE
 
 
-def _read_index(root: Path) -> list[dict]:
-    """The complete episodes, in order: a whole JSON line with every key, the next index, its folder present."""
-    records: list[dict] = []
+def _num_actions(action_space: Any) -> "tuple[int, int] | None":
+    """``(start, n)`` of a ``"Discrete(n)"`` / ``"Discrete(n, start=s)"`` action space, else ``None``."""
+    m = re.fullmatch(r"Discrete\((\d+)(?:, start=(-?\d+))?\)", str(action_space))
+    return (int(m.group(2) or 0), int(m.group(1))) if m else None
+
+
+def _header_shape(data: zipfile.ZipFile, name: str) -> tuple:
+    """The shape an ``.npy`` member of an ``.npz`` declares, read from its header only."""
+    with data.open(name) as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, _ = read(fh)
+    return tuple(shape)
+
+
+def check_steps(path: Path, num_steps: int, action_space: Any) -> dict[str, np.ndarray]:
+    """The step arrays of ``path`` (a ``steps.npz``) for an episode of ``num_steps`` steps, validated.
+
+    Every array's shape is read from its header and checked against ``num_steps`` before any data
+    is read (a count in the index never decides an allocation); then actions must lie in the
+    action space and rewards, positions and headings be finite.
+
+    Raises:
+        DatasetFormatError: the file is missing, not an ``.npz``, or fails a check (named).
+    """
+    t = int(num_steps)
+    expected = {"actions": (t,), "rewards": (t,), "terminated": (t,), "truncated": (t,), "positions": (t + 1, 3),
+                "headings": (t + 1,)}
+    try:
+        with zipfile.ZipFile(path) as data:
+            for name, shape in expected.items():
+                found = _header_shape(data, f"{name}.npy")
+                if found != shape:
+                    raise DatasetFormatError(f"{path}: {name} has shape {found}, the index says {t} steps ({shape})")
+        with np.load(path, allow_pickle=False) as data:
+            steps = {k: data[k] for k in _STEP_ARRAYS}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        if isinstance(err, DatasetFormatError):
+            raise
+        raise DatasetFormatError(f"{path} is missing, truncated or not a steps file ({type(err).__name__}: "
+                                 f"{str(err)[:120]})") from None
+    space = _num_actions(action_space)
+    actions = steps["actions"]
+    if actions.dtype.kind not in "iu" or (space is not None and actions.size
+                                          and (actions.min() < space[0] or actions.max() >= space[0] + space[1])):
+        raise DatasetFormatError(f"{path}: actions {actions.min()}..{actions.max()} ({actions.dtype}) are not in "
+                                 f"the dataset's action space {action_space}")
+    for name in ("rewards", "positions", "headings"):
+        if not np.isfinite(steps[name]).all():
+            raise DatasetFormatError(f"{path}: {name} holds non-finite values")
+    return steps
+
+
+def scan_index(root: Path, config: dict | None) -> tuple[list[dict], list[str]]:
+    """The complete episodes of an episode folder, by index, and the damaged records, by name.
+
+    A record is complete when its ``episodes.jsonl`` line is a JSON object with every key, its
+    index is new, and its folder holds ``num_steps + 1`` frames and a valid ``steps.npz``
+    (:func:`check_steps`). Anything else is one damaged record (``"episodes.jsonl line 3: ..."``):
+    it costs itself alone; every other record is kept.
+    """
     path = root / INDEX
     if not path.exists():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if (not line.endswith("\n") or not isinstance(rec, dict) or any(k not in rec for k in EPISODE_KEYS)
-                    or rec["index"] != len(records) or not (root / rec["dir"] / STEPS_FILE).is_file()):
-                break
-            records.append(rec)
-    return records
+        return [], []
+    space = (config or {}).get("action_space")
+    records: dict[int, dict] = {}
+    damaged: list[str] = []
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        where = f"{path} line {n + 1}"
+        try:
+            rec = read_json(line, where)
+            if not isinstance(rec, dict) or any(k not in rec for k in EPISODE_KEYS):
+                raise DatasetFormatError(f"{where} is not a complete episode record")
+            i, t = rec["index"], rec["num_steps"]
+            if not (isinstance(i, int) and isinstance(t, int) and i >= 0 and t >= 1) or rec["dir"] != _episode_dir(i):
+                raise DatasetFormatError(f"{where}: index {i!r}, num_steps {t!r} or dir {rec['dir']!r} is invalid")
+            if i in records:
+                raise DatasetFormatError(f"{where}: episode {i} is listed twice")
+            folder = root / rec["dir"]
+            if not (folder / f"{t:06d}.png").is_file() or (folder / f"{t + 1:06d}.png").exists():
+                raise DatasetFormatError(f"{folder} does not hold the {t + 1} frames its record says")
+            check_steps(folder / STEPS_FILE, t, space)
+        except DatasetFormatError as err:
+            damaged.append(str(err))
+            continue
+        records[i] = rec
+    if damaged:
+        logger.warning("%s: %d damaged episode record(s) skipped (every other episode is kept): %s", root,
+                       len(damaged), "; ".join(damaged[:5]) + (" ..." if len(damaged) > 5 else ""))
+    return [records[i] for i in sorted(records)], damaged
+
+
+def _recognise(root: Path) -> bool:
+    """An episode folder of ours from before folders were marked."""
+    try:
+        return is_episode_dataset(root)
+    except DatasetFormatError:
+        return False
 
 
 class EpisodeFolderWriter:
     """Writes episodes into an episode folder (layout in the module docstring), resuming what is there.
+
+    The folder must be new, empty, or one this writer created with the same settings (checked
+    before any work); the writer holds its lock until :meth:`close`. A damaged or missing episode
+    is written again (:meth:`missing`); no complete one, and nothing the writer did not create, is
+    ever removed.
 
     Args:
         root: the dataset folder (created if needed).
@@ -175,65 +279,79 @@ class EpisodeFolderWriter:
 
     def __init__(self, root: "str | os.PathLike", image_size: tuple[int, int], action_space: str, settings: dict) -> None:
         self.root = Path(root)
-        config = _read_config(self.root)
+        config = _read_config(self.root) if self.root.is_dir() else None
         if config is not None:
             if config.get("dataset_type") != DATASET_TYPE:
-                raise ValueError(f"{self.root} holds a {config.get('dataset_type')!r} dataset, not episodes: "
-                                 "record episodes into another folder")
+                raise NotOursError(f"{self.root} holds a {config.get('dataset_type')!r} dataset, not episodes: "
+                                   "record episodes into another folder")
             if config.get("collection") != settings:
-                raise ValueError(f"{self.root} was recorded with different settings {config.get('collection')}; now "
-                                 f"{settings}. Use another folder or the same settings to resume.")
-        elif (self.root / INDEX).exists():
-            raise ValueError(f"{self.root} has an {INDEX} but no {CONFIG}: not a folder this writer created")
-        (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
-        self.image_size, self.action_space, self.settings = tuple(int(v) for v in image_size), action_space, settings
-        self._records = _read_index(self.root)
-        self._clean()
-        self._write_config()
+                raise DatasetFormatError(f"{self.root} was recorded with different settings "
+                                         f"({settings_diff(config.get('collection') or {}, settings)}); use another "
+                                         "folder or the same settings to resume")
+        claim_dir(self.root, KIND, "record episodes into another --out", _recognise, settings)
+        self._lock = exclusive_lock(self.root)
+        self._lock.__enter__()
+        try:
+            (self.root / EPISODES_DIR).mkdir(exist_ok=True)
+            clean_stale_temps(self.root / EPISODES_DIR, ".??????.tmp")  # what a killed writer left (ours only)
+            self.image_size, self.action_space, self.settings = tuple(int(v) for v in image_size), action_space, settings
+            self._records = {r["index"]: r for r in scan_index(self.root, {"action_space": action_space})[0]}
+            self._rewrite_index()
+            self._write_config()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
 
-    def _clean(self) -> None:
-        """Keep only complete episodes: a torn index line, temp folders and unindexed episode folders go."""
-        body = "".join(json.dumps(r) + "\n" for r in self._records)
+    def _rewrite_index(self) -> None:
+        """The index lists the complete episodes only (a damaged line, reported already, is dropped)."""
+        body = "".join(json.dumps(self._records[i]) + "\n" for i in sorted(self._records))
         index = self.root / INDEX
         if not index.exists() or index.read_text(encoding="utf-8") != body:
             _atomic_write_bytes(index, body.encode())
-        keep = {Path(r["dir"]).name for r in self._records}
-        for path in (self.root / EPISODES_DIR).iterdir():
-            name = path.name
-            ours = (name.startswith(".") and name.endswith(".tmp")) or (len(name) == 6 and name.isdigit())
-            if path.is_dir() and ours and name not in keep:
-                logger.info("removing incomplete episode folder %s", path)
-                shutil.rmtree(path)
 
     def _write_config(self) -> None:
+        records = list(self._records.values())
         config = {"dataset_type": DATASET_TYPE, "format_version": FORMAT_VERSION, "image_size": list(self.image_size),
-                  "action_space": self.action_space, "num_episodes": len(self._records),
-                  "num_frames": sum(r["num_steps"] + 1 for r in self._records), "index": INDEX,
+                  "action_space": self.action_space, "num_episodes": len(records),
+                  "num_frames": sum(r["num_steps"] + 1 for r in records), "index": INDEX,
                   "collection": self.settings}
         _atomic_write_bytes(self.root / CONFIG, (json.dumps(config, indent=2) + "\n").encode())
 
     def num_complete(self) -> int:
-        return len(self._records)
+        """Episodes ``0 .. n-1`` are complete (the first missing index)."""
+        return next(i for i in range(len(self._records) + 1) if i not in self._records)
+
+    def missing(self, total: int) -> list[int]:
+        """The episodes of ``0 .. total-1`` not stored completely: what a resumed recording writes."""
+        return [i for i in range(total) if i not in self._records]
 
     def write(self, index: int, episode: Episode) -> None:
-        if index != len(self._records):
-            raise ValueError(f"episodes are written in order: expected episode {len(self._records)}, got {index}")
+        if index in self._records:
+            raise ValueError(f"episode {index} is stored already; write the missing ones ({self.missing(index + 1)})")
         episode.check()
         if tuple(episode.frames.shape[1:3]) != self.image_size:
             raise ValueError(f"frames are {episode.frames.shape[1:3]}, the dataset holds {self.image_size}")
         final = self.root / _episode_dir(index)
-        tmp = final.with_name(f".{final.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        tmp = temp_name(final)
         tmp.mkdir()
-        for t, frame in enumerate(episode.frames):
-            _atomic_write_bytes(tmp / f"{t:06d}.png", _png_bytes(np.ascontiguousarray(frame)))
-        buf = io.BytesIO()
-        np.savez(buf, **episode.step_arrays())
-        _atomic_write_bytes(tmp / STEPS_FILE, buf.getvalue())
-        fsync_dir(tmp)
-        os.replace(tmp, final)
+        try:
+            for t, frame in enumerate(episode.frames):
+                _atomic_write_bytes(tmp / f"{t:06d}.png", _png_bytes(np.ascontiguousarray(frame)))
+            buf = io.BytesIO()
+            np.savez(buf, **episode.step_arrays())
+            _atomic_write_bytes(tmp / STEPS_FILE, buf.getvalue())
+            fsync_dir(tmp)
+            old = None
+            if final.exists():  # an incomplete episode of ours (not in the index): set aside, removed below
+                old = temp_name(final)
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         rec = {"index": index, "dir": _episode_dir(index), "num_steps": episode.num_steps, "seed": int(episode.seed),
                "scene": str(episode.scene), "goal": [float(v) for v in episode.goal],
                "return": float(np.sum(episode.rewards, dtype=np.float64)),
@@ -243,14 +361,21 @@ class EpisodeFolderWriter:
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self._records.append(rec)
+        self._records[index] = rec
 
     def close(self) -> None:
-        self._write_config()
+        try:
+            self._write_config()
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 class EpisodeFolder:
     """Reads an episode folder: its complete episodes, their frames and step arrays.
+
+    Attributes:
+        episodes: the records of the complete episodes, by index (:func:`scan_index`).
+        damaged: one line per damaged record that was skipped (logged with their count).
 
     Raises:
         ValueError: ``root`` is not an episode dataset, or holds no complete episode.
@@ -274,7 +399,9 @@ class EpisodeFolder:
             raise ValueError(f"{self.root} is not an episode dataset (no {CONFIG} with dataset_type 'episodes'): "
                              "record one with btnk-env collect --mode episodes")
         self.config = config
-        self.episodes = _read_index(self.root)
+        if is_locked(self.root):
+            logger.warning("%s is still being recorded: reading the episodes complete so far", self.root)
+        self.episodes, self.damaged = scan_index(self.root, config)
         if not self.episodes:
             raise ValueError(f"{self.root} holds no complete episodes: record some with "
                              f"btnk-env collect --mode episodes --out {self.root} --num-episodes N")
@@ -299,10 +426,10 @@ class EpisodeFolder:
 
     def load(self, i: int) -> Episode:
         """Episode ``i`` with its frames decoded."""
-        from PIL import Image
+        from models.image_file import read_image
 
         rec = self.episodes[i]
-        frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in self.frame_files(i)])
+        frames = np.stack([read_image(p) for p in self.frame_files(i)])
         extra = {k: v for k, v in rec.items() if k not in EPISODE_KEYS}
         return Episode(frames=frames, **self.steps(i), seed=rec["seed"], scene=rec["scene"],
                        goal=np.asarray(rec["goal"], np.float64), extra=extra)

@@ -137,12 +137,13 @@ def record_episodes(
         writer = EpisodeFolderWriter(out_dir, frame_hw(env), repr(env.action_space), settings)
     from tqdm.auto import tqdm
 
-    start = writer.num_complete()
-    if start:
-        logger.info("resuming at episode %d", start)
-    bar = tqdm(total=num_episodes, initial=min(start, num_episodes), disable=not progress, desc="episodes", unit="ep")
+    missing = getattr(writer, "missing", None)  # a writer that can re-do a damaged episode in the middle
+    todo = missing(num_episodes) if missing is not None else list(range(writer.num_complete(), num_episodes))
+    if len(todo) < num_episodes:
+        logger.info("resuming: %d of %d episodes to record", len(todo), num_episodes)
+    bar = tqdm(total=num_episodes, initial=num_episodes - len(todo), disable=not progress, desc="episodes", unit="ep")
     try:
-        for i in range(start, num_episodes):
+        for i in todo:
             episode = run_episode(env, pol, seed_list[i], i, max_steps)
             writer.write(i, episode)
             bar.update(1)

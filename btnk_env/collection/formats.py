@@ -27,6 +27,11 @@ contain dots). Its record is a JSON object holding at least :data:`SAMPLE_KEYS`;
 any other JSON keys (an episode recorder adds ``action``, ``reward``, ``terminated``,
 ``truncated``; readers pass unknown keys through).
 
+Ownership: a collector, converter or merger writes only into a folder that is absent, empty, or one
+it created (the :data:`models.files.OWNER_MARKER` of kind :data:`FOLDER_KIND` / :data:`SHARDS_KIND`,
+recording the settings that decide its contents); another writer's settings are refused before any
+work, naming what differs (:func:`claim`).
+
 Damage rules, the same for every reader:
 
 - ``manifest.jsonl``: a torn LAST line (no final newline, or not JSON: what a crash mid-write
@@ -56,14 +61,15 @@ from typing import Any, Iterator
 import numpy as np
 
 from models.errors import BtnkEnvError
-from models.files import atomic_write_bytes, fsync_dir
+from models.files import atomic_write_bytes, claim_dir, fsync_dir
 
 __all__ = [
     "CONFIG", "MANIFEST", "IMAGES_DIR", "INDEX", "RECORD_KEYS", "SAMPLE_KEYS", "DatasetFormatError",
     "CollectionLockedError", "ShardEntry", "ShardSet", "frame_file", "sample_key", "shard_name",
     "part_index_name", "read_jsonl", "read_manifest", "read_config", "write_config", "read_index",
     "write_index", "open_shard_set", "iter_shard", "png_bytes", "atomic_write_bytes", "atomic_write_json",
-    "exclusive_lock", "is_shard_spec", "index_entries", "part_indexes", "fsync_dir",
+    "exclusive_lock", "is_shard_spec", "index_entries", "part_indexes", "fsync_dir", "FOLDER_KIND", "SHARDS_KIND",
+    "claim", "read_json", "MAX_JSON_BYTES", "is_locked",
 ]
 
 CONFIG = "dataset_config.json"
@@ -80,6 +86,12 @@ RECORD_KEYS = ("index", "file", "scene", "seed", "position", "heading", "mode")
 #: Keys every shard sample record holds; ``position`` is [x, y, z] metres, ``heading`` radians,
 #: ``episode`` the scene segment (or recorded episode) and ``step`` the frame's place in it.
 SAMPLE_KEYS = ("index", "scene", "seed", "position", "heading", "episode", "step")
+
+#: owner-marker kinds of the two formats' folders
+FOLDER_KIND = "panorama-folder"
+SHARDS_KIND = "shard-set"
+#: a JSON file (config, index, shard record) larger than this is refused unread
+MAX_JSON_BYTES = 256 << 20
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +134,25 @@ def is_shard_spec(path: str) -> bool:
         p.is_file() and p.suffix == ".json" and p.name != CONFIG)
 
 
+# ---------------------------------------------------------------------------- ownership
+def _written_before_markers(root: Path) -> bool:
+    """A dataset of ours from before folders were marked: our config or a shard index in it."""
+    config = root / CONFIG
+    try:
+        if config.is_file():
+            return "collection" in json.loads(config.read_text())
+        return any(json.loads(p.read_text()).get("format") == INDEX_FORMAT
+                   for p in [root / INDEX, *root.glob("index-part-*.json")] if p.is_file())
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return False
+
+
+def claim(root: str | os.PathLike, kind: str, settings: dict | None) -> Path:
+    """Make ``root`` this writer's folder of ``kind`` (:func:`models.files.claim_dir`): absent, empty
+    or ours with the same ``settings``; else a one-line :class:`~models.errors.NotOursError`."""
+    return claim_dir(root, kind, "write to another --out", _written_before_markers, settings)
+
+
 # ---------------------------------------------------------------------------- atomic files
 def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
@@ -149,6 +180,23 @@ def exclusive_lock(out_dir: str | os.PathLike, name: str = ".collect.lock") -> I
         fh.close()
 
 
+def is_locked(out_dir: str | os.PathLike, name: str = ".collect.lock") -> bool:
+    """Whether a writer holds :func:`exclusive_lock` on ``out_dir`` now (a reader says it reads a
+    dataset still being written). Never creates the lock file."""
+    path = Path(out_dir) / name
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """``rgb: (H, W, 3)`` uint8 -> lossless PNG bytes (zlib level 1: fast, ~same size as 6 on renders)."""
     from PIL import Image
@@ -156,6 +204,22 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def read_json(data: bytes | str, where: str) -> Any:
+    """``json.loads`` with one-line errors: not JSON, nested too deeply, or too large, naming ``where``.
+
+    Raises:
+        DatasetFormatError: the text cannot be a record of ours.
+    """
+    if len(data) > MAX_JSON_BYTES:
+        raise DatasetFormatError(f"{where} is {len(data)} bytes of JSON, over the {MAX_JSON_BYTES} limit")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetFormatError(f"{where} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise DatasetFormatError(f"{where} is JSON nested too deeply to be a record of ours") from None
 
 
 # ---------------------------------------------------------------------------- PNG folder
@@ -174,13 +238,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            value = read_json(raw, f"{path} line {n + 1}")
+        except DatasetFormatError as err:
             if n == last:  # a crash cut the last line short: drop it
                 logger.warning("%s: dropping a torn last line %d (%d bytes)", path, n + 1, len(raw))
                 break
-            raise DatasetFormatError(f"{path} line {n + 1} is not valid JSON ({err}); fix or delete that line "
-                                     "(only a torn last line is dropped automatically)") from None
+            raise DatasetFormatError(f"{err}; fix or delete that line (only a torn last line is dropped "
+                                     "automatically)") from None
         if not isinstance(value, dict):
             raise DatasetFormatError(f"{path} line {n + 1} is not a JSON object")
         out.append(value)
@@ -220,10 +284,7 @@ def read_config(root: str | os.PathLike) -> dict | None:
     path = Path(root) / CONFIG
     if not path.is_file():
         return None
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetFormatError(f"{path} is not valid JSON: {err}") from None
+    value = read_json(path.read_bytes(), str(path))
     if not isinstance(value, dict):
         raise DatasetFormatError(f"{path} must hold a JSON object")
     return value
@@ -285,8 +346,8 @@ def read_index(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        value = read_json(path.read_bytes(), f"shard index {path}")
+    except OSError as err:
         raise DatasetFormatError(f"cannot read shard index {path}: {err}") from None
     if not isinstance(value, dict) or value.get("format") != INDEX_FORMAT:
         raise DatasetFormatError(f"{path} is not a shard index (no \"format\": \"{INDEX_FORMAT}\")")
@@ -395,8 +456,13 @@ def iter_shard(path: str | os.PathLike, skip_data: bool = False) -> Iterator[tup
     path = Path(path)
     key, sample = None, {}
     try:
+        limit = path.stat().st_size
         with tarfile.open(path, "r:") as tar:
             for member in tar:
+                if member.issparse() or member.size > limit:  # bytes it would expand to, not what it holds
+                    raise DatasetFormatError(f"shard {path}: member {member.name[:80]!r} claims {member.size} bytes "
+                                             f"({'sparse' if member.issparse() else 'more than the file holds'}); "
+                                             "btnk-env never writes such members: remove that shard from the set")
                 if not member.isfile():
                     continue
                 name = member.name.rsplit("/", 1)[-1]

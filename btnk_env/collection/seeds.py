@@ -26,7 +26,7 @@ from typing import Any, Iterator, List, Sequence, Tuple, Union, overload
 
 from models.errors import BtnkEnvError
 
-__all__ = ["MAX_SEED", "SeedError", "SeedRanges", "parse_seeds"]
+__all__ = ["MAX_SEED", "SeedError", "SeedRanges", "parse_seeds", "seed_arg"]
 
 MAX_SEED = 2**63 - 1
 """Largest seed accepted (numpy's and Gymnasium's seeding take non-negative integers)."""
@@ -139,3 +139,22 @@ def parse_seeds(text: Union[str, SeedRanges]) -> SeedRanges:
             raise SeedError(f"seeds {text!r}: {hi} is above the largest seed 2**63 - 1")
         ranges.append((lo, hi))
     return SeedRanges(ranges)
+
+
+def seed_arg(text: str) -> int:
+    """One seed from the command line (an ``argparse`` ``type=``): an integer in ``0 .. MAX_SEED``;
+    anything else is argparse's one-line usage error (exit 2).
+
+    Example:
+        >>> seed_arg("7")
+        7
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {value} is outside 0..{MAX_SEED}; give a non-negative seed")
+    return value

@@ -40,6 +40,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from btnk_env.collection import formats as F
+from models.errors import NotOursError
+from models.files import settings_diff
 
 __all__ = ["ShardWriter", "write_shard", "load_index_entries", "merge_indexes", "remove_stale_temporaries"]
 
@@ -130,8 +132,9 @@ def load_index_entries(index_path: Path, settings: dict | None, image_size: Sequ
         return []
     value = F.read_index(index_path)
     if settings is not None and value.get("collection") is not None and value["collection"] != settings:
-        raise ValueError(f"{index_path} was written with different settings {value['collection']}; now {settings}. "
-                         "Use another folder, or the same settings to resume.")
+        raise F.DatasetFormatError(f"{index_path} was written with different settings "
+                                   f"({settings_diff(value['collection'], settings)}); use another folder, or the "
+                                   "same settings to resume")
     if image_size is not None and value.get("image_size") and list(value["image_size"]) != list(image_size):
         raise ValueError(f"{index_path} holds {value['image_size'][0]}x{value['image_size'][1]} images, "
                          f"not {image_size[0]}x{image_size[1]}; use another folder")
@@ -172,8 +175,7 @@ class ShardWriter:
                  max_bytes: int = 1 << 30, settings: dict | None = None, index_name: str = F.INDEX) -> None:
         if max_count < 1 or max_bytes < 1:
             raise ValueError(f"max_count and max_bytes must be >= 1, got {max_count}, {max_bytes}")
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = F.claim(out_dir, F.SHARDS_KIND, settings)  # new, empty, or ours with these settings
         self.max_count, self.max_bytes, self.settings = int(max_count), int(max_bytes), settings
         self.index_path = self.out_dir / index_name
         self._lock = F.exclusive_lock(self.out_dir, f".{index_name}.lock")
@@ -310,7 +312,10 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
     for a, b in zip(entries, entries[1:]):
         if b.first < a.first + a.count:
             raise ValueError(f"{a.file} and {b.file} overlap (samples {b.first}..{a.first + a.count - 1})")
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / F.INDEX).is_file() and "merged_parts" not in (F.read_index(out / F.INDEX).get("collection") or {}):
+        raise NotOursError(f"{out / F.INDEX} is the index of a shard set that was not merged from parts; it is never "
+                           "replaced: merge into another --out")
+    F.claim(out, F.SHARDS_KIND, settings)  # the parts' folder, or a new one
     F.write_index(out / F.INDEX, entries, tuple(image_size) if image_size else None,
                   {**(settings or {}), "merged_parts": total})
     return out / F.INDEX
