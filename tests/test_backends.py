@@ -115,3 +115,40 @@ def test_info_reports_backend_and_threads_chosen():
     info = json.loads(out.stdout)
     assert info["inference_threads"].startswith("1 (set by BTNK_THREADS)")
     assert info["backend_auto"].startswith("fp32: ")
+
+
+def test_frame_reader_threads_give_the_frames_in_order(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from training.frame_reader import read_batches
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (7, 8, 16, 3), dtype=np.uint8)
+    files = []
+    for i, f in enumerate(frames):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(f).save(files[-1])
+    batches = [[0, 1, 2], [3, 4, 5], [6]]
+    for workers in (0, 1, 2):
+        got = list(read_batches(files, batches, (8, 16), (8, 16), workers=workers))
+        assert [len(b) for b in got] == [3, 3, 1]
+        assert np.array_equal(torch.cat(got).numpy(), frames)
+    Image.fromarray(frames[0][:4]).save(files[4])  # a frame of another size fails, naming the file
+    with pytest.raises(ValueError, match="4.png is 4x16"):
+        list(read_batches(files, batches, (8, 16), (8, 16), workers=2))
+
+
+def test_for_inference_applies_the_thread_decision_once(tiny_model, monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "_CHOICE", (1, "test"))
+    monkeypatch.setattr(threads, "_APPLIED", False)
+    try:
+        torch.set_num_threads(2)
+        for_inference(tiny_model, "fp32", backend="torch")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)  # the user's later choice stays
+        for_inference(tiny_model, "fp32", backend="torch")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
