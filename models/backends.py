@@ -134,6 +134,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Write ``module`` (eval, float32, CPU) as ONNX at ``path``, batch size dynamic."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the grid's Python ints: one graph per size
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: the other needs onnxscript
         torch.onnx.export(module, (example,), str(path), opset_version=OPSET, dynamo=False, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return path
