@@ -2,7 +2,9 @@
 
 Prints, for this machine: the CPU tier the kernels run at (``models.hardware.cpu_tier``; lower it
 with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` to measure the AVX2 tier) and what it
-lacks; the original btnk_mae against this project side by side (base, 224x224, batch 1 and 8,
+lacks; the original btnk_mae against this project side by side, and ONNX Runtime and OpenVINO on the
+same weights (``benchmarks.bench_engines``: batch 1, 8 and 32, fp32/bf16/int8, idle and under a
+busy process, paired ratios; skipped with a note where they are not installed); (base, 224x224, batch 1 and 8,
 encode and decode; when ``../shared/upstream`` is there); the measured fp32/bf16 matmul peaks; encode and decode images/s at
 batch 1, 8 and 32, batch-1 latency, peak memory, FLOPs per image and the fraction of the peaks,
 for ``base`` and ``large`` at 224x224, 256x512 and 512x1024 panoramas and the small presets; the
@@ -81,6 +83,16 @@ def run_suite(args: argparse.Namespace) -> dict:
         original = versus_original("base", (1, 8), rounds=max(3, args.reps + 2), kernels=KERNEL_MODES)
         results["versus_original"] = original
         print(format_table(original))
+
+    if device == "cpu" and not args.skip_engines:
+        from benchmarks.bench_engines import format_table as engines_table, versus_engines
+
+        _section("against ONNX Runtime and OpenVINO (base, 224x224, same weights, interleaved, paired ratios)")
+        engines = versus_engines("base", batches=(1, 8) if args.quick else (1, 8, 32), rounds=max(3, args.reps),
+                                 precisions=("fp32", "bf16", "int8"),
+                                 loads=("none",) if args.quick else ("none", "matmul", "encode"))
+        results["versus_engines"] = engines
+        print(engines_table(engines))
 
     _section("matmul peaks")
     # without bf16 matrix units bf16 runs PyTorch's reference kernel (minutes at 2048^3): a small probe says enough
@@ -308,6 +320,16 @@ def _targets(r: dict) -> list[str]:
         if row.get("precision") == "int8" and "encode_speedup" in row:
             check(row["encode_speedup"] >= 1.5, f"int8 encode {row['encode_speedup']:.2f}x fp32, cosine "
                   f"{row['latent_cosine_min']:.4f}, decode PSNR vs fp32 {row['decode_psnr_vs_fp32_db']:.1f} dB (target 1.5x)")
+    for run in r.get("versus_engines", {}).get("runs", []):
+        cells: dict = {}
+        for row in run["rows"]:
+            cells.setdefault((row["op"], row["batch"], row["precision"]), []).append(row)
+        for (op, batch, precision), rows in sorted(cells.items()):
+            engines = [x for x in rows if x["backend"] != "torch"]
+            if engines and any(x["backend"] == "torch" for x in rows):
+                best = max(engines, key=lambda x: x["paired_vs_torch"])
+                check(best["paired_vs_torch"] <= 1.0, f"{op} batch {batch} {precision}, load {run['load']}: fastest engine "
+                      f"{best['backend']} at {best['paired_vs_torch']:.2f}x the torch path, paired (target <= 1x)")
     w = r.get("wrappers")
     if w:
         check(w["wrapper_overhead_pct"] < 5, f"wrapper overhead at batch 1: {w['wrapper_overhead_pct']:.1f}% (target < 5%)")
@@ -325,7 +347,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per figure (best is kept)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile modes (minutes of compiling)")
-    for part in ("wrappers", "video", "env", "collect", "train"):
+    for part in ("engines", "wrappers", "video", "env", "collect", "train"):
         parser.add_argument(f"--skip-{part}", action="store_true", help=f"skip the {part} benchmarks")
     parser.add_argument("--json", type=Path, help="where to write the figures (default: benchmarks/results/<time>.json)")
     args = parser.parse_args()

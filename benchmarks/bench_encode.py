@@ -2,9 +2,10 @@
 
 The bare loop encodes frames already decoded and converted in memory; ``encode_dataset`` (given
 the same loaded model: loading it once, ~0.3 s on an idle machine, is not per-frame work) reads the
-PNGs, decodes them (DataLoader workers), encodes, and writes chunks and the joined arrays, up to
+PNGs, decodes them (``--workers`` threads ahead of the model, :mod:`training.frame_reader`), encodes, and writes chunks and the joined arrays, up to
 the final ``latents.json``. The two are timed in alternation in one
-process (best of ``--reps``), plus the parts of the difference: PNG decoding alone (a worker's job), and
+process (best of ``--reps``, and the paired ratio: median over rounds of that round's bare time over its
+encode time), plus the parts of the difference: PNG decoding alone (a worker's job), and
 the encode with decoding in the main process (``--workers 0``). Besides frames/s it reports the
 CPU time per frame (this process, its threads and its finished worker processes), which says
 where the time goes on a machine shared with other work.
@@ -19,12 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from models.hardware import cpu_name
 
 
 def bench_encode(data: Path, model_name: str = "panorama-rooms-small", batch: int = 64, workers=(0, 1, 2),
@@ -61,22 +66,27 @@ def bench_encode(data: Path, model_name: str = "panorama-rooms-small", batch: in
 
     cases = {"bare model.encode": bare, **{f"btnk-env encode (workers={w})": command(w) for w in workers},
              "PNG decoding only (as in a worker)": decode_only}
-    best = {name: float("inf") for name in cases}
+    times = {name: [] for name in cases}
     cpu = {name: float("inf") for name in cases}
     bare()  # warm-up (oneDNN primitives, weight packing)
     for _ in range(reps):  # in alternation: the shared machine's speed drifts
         for name, fn in cases.items():
             cpu_start, start = _cpu_seconds(), time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            times[name].append(time.perf_counter() - start)
             cpu[name] = min(cpu[name], _cpu_seconds() - cpu_start)
     shutil.rmtree(work, ignore_errors=True)
-    rate = {name: n / t for name, t in best.items()}
+    rate = {name: n / min(ts) for name, ts in times.items()}
+    paired = {name: statistics.median(b / t for b, t in zip(times["bare model.encode"], ts))
+              for name, ts in times.items() if "encode (" in name}  # same round's bare / this
     base = rate["bare model.encode"]
     return {"frames": n, "batch": batch, "model": model_name, "input": list(model.img_size), "precision": precision,
             "torch_threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
             "frames_per_s": {k: round(v, 1) for k, v in rate.items()},
             "fraction_of_bare": {k: round(v / base, 3) for k, v in rate.items() if "encode (" in k},
+            "paired_fraction_of_bare": {k: round(v, 3) for k, v in paired.items()},
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_name(),
+            "shared_machine": True,
             "cpu_ms_per_frame": {k: round(1000 * v / n, 2) for k, v in cpu.items()}}
 
 
@@ -95,7 +105,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=128, help="panorama height of the collected frames")
     parser.add_argument("--model", default="panorama-rooms-small")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers to compare")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="decoding threads to compare")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -21,10 +21,14 @@ def collect_info() -> dict:
     from models.hardware import cpu_name, cpu_tier
     from models.hub import BUNDLED, RELEASES
     from models.kernels import kernel_choice
+    from models.backends import backend_choice
     from models.precision import auto_precision
+    from models.threads import inference_threads
 
     tier = cpu_tier()
     fused, why = kernel_choice()
+    threads, threads_why = inference_threads()
+    backend = {p: backend_choice(p) for p in ("fp32", "bf16", "int8")}
     auto = {"cpu": auto_precision("cpu")}
     if torch.cuda.is_available():
         auto["cuda"] = auto_precision("cuda")
@@ -45,6 +49,8 @@ def collect_info() -> dict:
         "cpu_tier_lowered": tier.lowered,
         "cpu_kernels": f"{'fused oneDNN, packed weights' if fused else 'plain PyTorch'} ({why})",
         "precision_auto": ", ".join(f"{device}: {name}" for device, name in auto.items()),
+        "inference_threads": f"{threads} ({threads_why})",
+        "backend_auto": "; ".join(f"{p}: {name} ({why})" for p, (name, why) in backend.items()),
         "presets": {name: f"D={p['embed_dim']}, depth {p['depth']}, patch {p['patch_size']}" for name, p in PRESETS.items()},
         "releases": sorted(RELEASES),
         "bundled_models": sorted(BUNDLED),

@@ -3,6 +3,7 @@
 >>> from models import BtnkMAE, BtnkMAEConfig
 """
 
+import models.threads  # noqa: F401  (records torch's start-up thread count, see models.threads)
 from models.btnk_mae import BtnkMAE, BtnkMAEOutput
 from models.checkpoint import CheckpointError
 from models.config import PRESETS, BtnkMAEConfig

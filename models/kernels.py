@@ -185,8 +185,8 @@ def _bf16_supported() -> bool:
 def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
     """Whether this call may take oneDNN's fused kernel (the path chosen once, the input allows)."""
     return (
-        (_ENABLED if _ENABLED is not None else kernel_choice()[0])
-        and _inference_call(x, layer)
+        _inference_call(x, layer)  # first: the one-time kernel probe must not run inside a trace
+        and (_ENABLED if _ENABLED is not None else kernel_choice()[0])
         and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _bf16_supported()))
         and layer.weight.dtype == x.dtype
         and layer.bias is not None
@@ -202,6 +202,7 @@ def _inference_call(x: torch.Tensor, layer: nn.Module) -> bool:
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()  # inductor fuses these itself
+        and not torch.jit.is_tracing()  # an ONNX export records the plain operators
     )
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from models.hardware import cpu_tier, cuda_bf16
+from models.threads import apply_inference_threads
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,20 @@ def check_precision(precision: str, device: "torch.device | str") -> str:
     return precision
 
 
-def for_inference(model: nn.Module, precision: str = "fp32") -> nn.Module:
-    """A model for eval-mode inference in ``precision`` (see the module docstring)."""
+def for_inference(model: nn.Module, precision: str = "fp32", backend: str = "auto") -> nn.Module:
+    """A model for eval-mode inference in ``precision`` (see the module docstring), run by
+    ``backend`` (``"auto"``, ``"torch"``, ``"onnxruntime"``, ``"openvino"``; see
+    :mod:`models.backends`: an engine backend returns an :class:`models.backends.EngineModel`,
+    a snapshot of the weights with the same ``encode``/``decode``/``decode_patches``)."""
+    from models.backends import EngineModel, check_backend
+
     device = next(model.parameters()).device
     precision = check_precision(precision, device)
+    backend = check_backend(backend, precision, device)
+    if device.type == "cpu":
+        apply_inference_threads()  # once per process, from the cores others leave free
+    if backend != "torch":
+        return EngineModel(model, backend, precision)
     if precision == "fp32":
         return model
     if precision == "bf16" and device.type == "cpu" and not cpu_tier().bf16_units:

@@ -59,3 +59,26 @@ def test_versus_original_times_both_and_finds_equal_outputs():
             assert row[f"{op}_img_s"] > 0 and 0.2 < row[f"{op}_paired"] < 5
     assert result["max_abs_diff"] and max(result["max_abs_diff"].values()) < 1e-5
     assert "paired" in format_table(result)
+
+
+def test_versus_engines_writes_its_schema_and_renders(tmp_path):
+    import json
+
+    from benchmarks.bench_engines import SCHEMA, versus_engines
+    from benchmarks.render_speed import render
+    from models.backends import backend_missing
+
+    result = versus_engines("test", size=(32, 64), batches=(1, 2), rounds=2, precisions=("fp32",), loads=("none",))
+    assert result["schema"] == SCHEMA and result["machine"]["shared"] is True
+    run = result["runs"][0]
+    backends = {r["backend"] for r in run["rows"]}
+    expected = {"torch"} | {b for b in ("onnxruntime", "openvino") if backend_missing(b) is None}
+    assert backends == expected
+    assert {(r["op"], r["batch"]) for r in run["rows"]} == {(op, b) for op in ("encode", "decode") for b in (1, 2)}
+    assert all(r["paired_vs_torch"] == 1.0 for r in run["rows"] if r["backend"] == "torch")
+    for e in result["errors"]:
+        assert e["latent_max_abs_diff"] < 1e-5 and e["patches_max_abs_diff"] < 1e-5, e
+    path = tmp_path / "engines.json"
+    path.write_text(json.dumps(result))
+    text = render([path])
+    assert "| encode | 2 | fp32 |" in text and result["when"] in text

@@ -1,8 +1,8 @@
 """``btnk-env encode``: a panorama or episode dataset -> a latent dataset (:mod:`training.latent_format`).
 
-Frames are decoded and converted to model input (:func:`models.frames_to_tensor`, the wrappers'
-own conversion, so the latents equal what ``BtnkMAEObservation`` gives an agent) by DataLoader
-workers while the model encodes the previous batch; on a GPU the batches are pinned and copied
+Frames are decoded by threads (:mod:`training.frame_reader`) while the model encodes the previous
+batch, and converted to model input on the model's device (:func:`models.frames_to_tensor`, the
+wrappers' own conversion, so the latents equal what ``BtnkMAEObservation`` gives an agent); on a GPU the batches are pinned and copied
 asynchronously. Output goes in chunks of ``chunk_size`` frames, each written atomically with a
 done-marker, so a killed encode resumes at the first missing chunk and never writes a frame twice.
 
@@ -27,11 +27,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from btnk_env.collection.formats import exclusive_lock
 from models import BtnkMAE, frames_to_tensor
@@ -40,7 +39,8 @@ from models.files import check_replaceable_dir, claim_dir
 from models.identity import model_sha256
 from models.precision import check_precision, for_inference
 from training import latent_format as fmt
-from training.datasets import MANIFEST, decode_image, find_images, panorama_files, read_panorama_config
+from training.datasets import MANIFEST, find_images, panorama_files, read_panorama_config
+from training.frame_reader import read_batches
 
 __all__ = ["encode_dataset", "open_source", "PanoramaSource", "EpisodeSource", "model_sha256"]
 
@@ -169,31 +169,6 @@ def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | 
     return EpisodeSource(root) if is_episode_dataset(root) else PanoramaSource(root)
 
 
-class _Frames(Dataset):
-    """``i`` -> the decoded frame, in a DataLoader worker.
-
-    With ``frame_hw`` (a dataset of one frame size: panorama and episode datasets) the item is
-    ``(H, W, 3)`` uint8, batched and converted to model input on the device in one call (a
-    quarter of the bytes between processes, and on a GPU the conversion runs there); without it
-    (an image folder of mixed sizes) the worker converts it: ``(3, h, w)`` float32, normalized.
-    """
-
-    def __init__(self, files: Sequence[Path], size: tuple[int, int], frame_hw: tuple[int, int] | None) -> None:
-        self.files, self.size, self.frame_hw = list(files), tuple(size), frame_hw
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        pixels = decode_image(self.files[i])  # (H, W, 3) uint8
-        if self.frame_hw is None:
-            return frames_to_tensor(pixels, size=self.size)[0]
-        if pixels.shape[:2] != self.frame_hw:
-            raise ValueError(f"{self.files[i]} is {pixels.shape[0]}x{pixels.shape[1]}, the dataset's frames are "
-                             f"{self.frame_hw[0]}x{self.frame_hw[1]}")
-        return torch.from_numpy(pixels)
-
-
 # ---------------------------------------------------------------------------- model
 def _input_size(frame_hw: tuple[int, int], model: BtnkMAE) -> tuple[int, int]:
     from btnk_env.wrappers.frames import target_size
@@ -226,6 +201,7 @@ def encode_dataset(
     minari_id: str | None = None,
     progress: bool = True,
     on_chunk: Callable[[int], None] | None = None,
+    backend: str = "auto",
 ) -> Path:
     """Encode every frame of ``source`` into a latent dataset at ``out`` (resuming what is there).
 
@@ -241,10 +217,11 @@ def encode_dataset(
         device: ``"auto"`` (this rank's GPU when there is one), ``"cpu"`` or ``"cuda"``.
         dtype: ``"float32"`` or ``"float16"``, the stored latents' dtype.
         chunk_size: frames per output chunk (the unit of resuming and of splitting across ranks).
-        workers: DataLoader processes decoding images (0: in this process).
+        workers: threads decoding images ahead of the model (0: in the model's thread).
         minari_id: also export the episodes as this Minari dataset (episodes only).
         progress: a tqdm progress bar (rank 0).
         on_chunk: called with the chunk index after each chunk is stored.
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
 
     Returns:
         the output folder.
@@ -269,7 +246,7 @@ def encode_dataset(
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
     stack = contextlib.ExitStack()
     try:
-        net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id)
+        net, meta = _prepare(src, out, model, precision, ctx.device, dtype, chunk_size, minari_id, backend)
         minari_kept = minari_id is not None and _minari_kept(minari_id, meta)  # another dataset there: refused here
         root = Path(out)
         n = len(src.files)
@@ -317,7 +294,7 @@ def _minari_kept(minari_id: str, meta: dict) -> bool:
     return kept
 
 
-def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):
+def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id, backend="auto"):
     """Load the model, fix the input size, check an existing output: all before any work."""
     check_precision(precision, device)
     name = str(model) if not isinstance(model, BtnkMAE) else "BtnkMAE (in memory)"
@@ -340,7 +317,7 @@ def _prepare(src, out, model, precision, device, dtype, chunk_size, minari_id):
                                "use another --out, or the same model, source and settings to resume")
     if model.training or model.device != device:
         model = copy.deepcopy(model).eval().to(device)  # the caller's model is never modified
-    return for_inference(model, precision), meta
+    return for_inference(model, precision, backend), meta
 
 
 @torch.inference_mode()
@@ -354,14 +331,13 @@ def _encode_chunks(src, root: Path, net, size, chunks, batch_size, workers, devi
         for b in range(start, start + count, batch_size):
             batches.append(list(range(b, min(b + batch_size, start + count))))
             owners.append(k)
-    loader = DataLoader(_Frames(src.files, tuple(size), src.frame_hw), batch_sampler=batches, num_workers=workers,
-                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    loader = read_batches(src.files, batches, tuple(size), src.frame_hw, workers=workers)
     bar = tqdm(total=sum(c for _, _, c in chunks), disable=not progress, desc="encode", unit="frame")
     spans = {k: (start, count) for k, start, count in chunks}
     parts: list[np.ndarray] = []
     try:
         for k, x in zip(owners, loader):
-            x = x.to(device, non_blocking=True)
+            x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
             if x.dtype == torch.uint8:  # (B, H, W, 3) frames -> (B, 3, h, w) model input
                 x = frames_to_tensor(x, size=size)
             latent = net.encode(x)  # (B, D)
@@ -413,9 +389,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored latents' dtype")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="frames per output chunk")
-    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: none)")
+    parser.add_argument("--workers", type=int, default=2, help="image-decoding threads (0: none)")
     parser.add_argument("--minari-id", default=None, help="also export the episodes as this Minari dataset, "
                         "e.g. btnk/rooms/explorer-v0 (into MINARI_DATASETS_PATH)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"),
+                        help="inference backend (auto: the one measured fastest for this CPU, see docs/speed.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -425,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
                              device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
-                             minari_id=args.minari_id, progress=not args.no_progress)
+                             minari_id=args.minari_id, progress=not args.no_progress, backend=args.backend)
     except ImportError as err:  # an optional dependency (minari); input errors: one line via models.errors.run_cli
         print(f"btnk-env encode: {err}", file=sys.stderr)
         return 2

@@ -85,6 +85,7 @@ def iter_decoded(
     size: Optional[ImageSize] = None,
     batch_size: int = 32,
     precision: str = "fp32",
+    backend: str = "auto",
 ) -> Iterator[np.ndarray]:
     """Decode a rollout in chunks, in time order (sequence 0 first, then 1, ...).
 
@@ -97,6 +98,7 @@ def iter_decoded(
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
             devices with bf16 matrix units, else fp32), see :func:`models.precision.for_inference`;
             outputs are cast to float32 before rounding.
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
 
     Yields:
         ``(n, H, W, 3)`` uint8 chunks, ``n <= batch_size``, ``B * T`` frames in all.
@@ -104,7 +106,7 @@ def iter_decoded(
     flat = check_latents(latents, model.latent_dim).flatten(0, 1)  # (B * T, D)
     batch_size = _check_batch_size(batch_size)
     _check_eval(model)
-    runner = for_inference(model, precision)
+    runner = for_inference(model, precision, backend)
     for start in range(0, flat.shape[0], batch_size):
         z = flat[start : start + batch_size].to(model.device)  # (n, D)
         images = runner.decode(z, size=size).float()  # (n, 3, H, W) normalized
@@ -127,6 +129,7 @@ def decode_rollout(
     batch_size: int = 32,
     precision: str = "fp32",
     progress: Optional[Callable[[int], object]] = None,
+    backend: str = "auto",
 ) -> np.ndarray:
     """Decode latent rollouts into frames of the size asked for.
 
@@ -141,6 +144,7 @@ def decode_rollout(
         precision: inference precision (``"fp32"``, ``"bf16"``, ``"fp16"`` on CUDA, ``"int8"``
             on CPU, ``"auto"``: bf16 on devices with bf16 matrix units, else fp32).
         progress: called with the number of frames each batch decoded (e.g. ``tqdm.update``).
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
 
     Returns:
         ``(B, T, H, W, 3)`` uint8 in ``[0, 255]`` with ``(H, W) = size``; ``B = 1``
@@ -163,7 +167,7 @@ def decode_rollout(
     h, w = model.img_size if size is None else to_hw(size)
     out = np.empty((b * t, h, w, 3), np.uint8)
     done = 0
-    for chunk in iter_decoded(model, checked, size=size, batch_size=batch_size, precision=precision):
+    for chunk in iter_decoded(model, checked, size=size, batch_size=batch_size, precision=precision, backend=backend):
         out[done : done + len(chunk)] = chunk
         done += len(chunk)
         if progress is not None:

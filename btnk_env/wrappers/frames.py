@@ -88,6 +88,8 @@ class FrameEncoder:
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16
             where the device has bf16 matrix units, else fp32), see :mod:`models.precision`;
             latents always come back as float32. :attr:`precision` holds the one chosen.
+        backend: ``"torch"`` (default: follows training updates of the shared model), ``"auto"``,
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`models.backends`.
 
     Example:
         >>> from models import BtnkMAE
@@ -96,12 +98,13 @@ class FrameEncoder:
         (2, 64)
     """
 
-    def __init__(self, model: BtnkMAE, size: Tuple[int, int], device: DeviceLike = None, precision: str = "fp32") -> None:
+    def __init__(self, model: BtnkMAE, size: Tuple[int, int], device: DeviceLike = None, precision: str = "fp32",
+                 backend: str = "torch") -> None:
         self.model = check_model(model, type(self).__name__)
         self.size = check_img_size(tuple(size), model.patch_size)
         self.device = model_device(model, device, type(self).__name__)
         self.precision = check_precision(precision, self.device)  # "auto" resolved here
-        self._net = for_inference(model, self.precision)  # the model itself for fp32
+        self._net = for_inference(model, self.precision, backend)  # the model itself for fp32 on torch
         self._pinned: Optional[torch.Tensor] = None
 
     @property
@@ -158,7 +161,7 @@ class LatentSetup:
     def build(
         cls, space: spaces.Space, model: Any, owner: str, *, image_key: Optional[str] = None, keep_image: bool = False,
         keep_aspect: bool = True, size: SizeLike = None, history: int = 1, device: DeviceLike = None,
-        precision: str = "fp32",
+        precision: str = "fp32", backend: str = "torch",
     ) -> "LatentSetup":
         """Check ``space`` and ``model`` and set everything up (options as for
         :class:`btnk_env.BtnkMAEObservation`)."""
@@ -170,7 +173,7 @@ class LatentSetup:
         latent = latent_space(model.latent_dim, history)
         return cls(
             image_key=image_key, keep_image=bool(keep_image), history=history, input_size=input_size,
-            encoder=FrameEncoder(model, input_size, device, precision), latent_space=latent,
+            encoder=FrameEncoder(model, input_size, device, precision, backend), latent_space=latent,
             observation_space=wrapped_space(space, image_key, latent, bool(keep_image)),
         )
 

@@ -49,6 +49,8 @@ class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.Rec
             on (``"cpu"``, ``"cuda"``, ``"auto"``, a ``torch.device``; checked, never moved to).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
             devices with bf16 matrix units, else fp32); latents are float32 whatever the precision.
+        backend: ``"torch"`` (default: follows training updates of the shared model), ``"auto"``,
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`models.backends`.
 
     Example:
         >>> from btnk_env.testing import RandomFrames
@@ -74,10 +76,11 @@ class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.Rec
         history: int = 1,
         device: DeviceLike = None,
         precision: str = "fp32",
+        backend: str = "torch",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, model=model, image_key=image_key, keep_image=keep_image, keep_aspect=keep_aspect,
-            size=size, history=history, device=device, precision=precision,
+            size=size, history=history, device=device, precision=precision, backend=backend,
             _disable_deepcopy=True,  # the model is shared, never copied
         )
         gym.ObservationWrapper.__init__(self, env)
@@ -85,6 +88,7 @@ class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.Rec
         self.setup = LatentSetup.build(
             env.observation_space, model, type(self).__name__, image_key=image_key, keep_image=keep_image,
             keep_aspect=keep_aspect, size=size, history=history, device=device, precision=precision,
+            backend=backend,
         )
         self.observation_space = self.setup.observation_space
         self._buffer = np.zeros((self.history, model.latent_dim), np.float32)  # (K, D), oldest first

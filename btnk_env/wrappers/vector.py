@@ -42,7 +42,7 @@ class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
 
     Args:
         env: a vector environment with uint8 RGB image observations (or a ``Dict`` holding one).
-        model, image_key, keep_image, keep_aspect, size, history, device, precision: as for
+        model, image_key, keep_image, keep_aspect, size, history, device, precision, backend: as for
             :class:`btnk_env.BtnkMAEObservation`; ``model`` is shared, never copied.
 
     Example:
@@ -68,6 +68,7 @@ class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
         history: int = 1,
         device: DeviceLike = None,
         precision: str = "fp32",
+        backend: str = "torch",
     ) -> None:
         super().__init__(env)
         owner = type(self).__name__
@@ -77,6 +78,7 @@ class BtnkMAEVectorObservation(LatentSetupViews, VectorWrapper):
         self.setup = LatentSetup.build(
             env.single_observation_space, model, owner, image_key=image_key, keep_image=keep_image,
             keep_aspect=keep_aspect, size=size, history=history, device=device, precision=precision,
+            backend=backend,
         )
         self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if "autoreset_mode" not in env.metadata:
