@@ -171,3 +171,12 @@ def test_mismatched_dynamics_is_refused_before_any_work(tiny_models, capsys):
                "--head", head("head"), "--out", str(out)])
     assert rc == 2 and "8-d latents but the encoder gives" in "".join(capsys.readouterr())
     assert not out.exists()
+
+
+def test_the_planner_keeps_only_its_context_over_a_long_run():
+    planner = LatentPlanner(point_step, manhattan, num_actions=3, context=3, horizon=4, samples=16, iterations=2)
+    planner.reset(torch.tensor([50.0, 50.0]))
+    pos = torch.zeros(2)
+    for _ in range(300):
+        pos = pos + MOVES[planner.act(pos)]
+        assert len(planner._latents) <= 3 and len(planner._actions) <= 3

@@ -65,6 +65,9 @@ class GDDataConfig:
     goal_views: int = 3
     """Views rendered at the goal per episode, each at a random heading."""
     imagine_horizon: int = 10
+    cache: Optional[str] = None
+    """The ``data.npz`` of an earlier run rendered with the same data settings, read instead of rendering
+    again (e.g. to try other model or training settings); null: ``io.out_dir/data.npz``, rendered if absent."""
 
 
 @dataclass
@@ -214,7 +217,9 @@ class GoalDistanceTrainer:
         self.out_dir = Path(cfg.io.out_dir)
         self._run_folder = claim_run_folder(D.init_distributed("auto", "cpu", 60), self.out_dir, cfg.train.resume, False)
         dyn, encoder = load_pair(cfg.data.dynamics, cfg.data.encoder, 3)
-        cache = self.out_dir / DATA_FILE
+        cache = Path(cfg.data.cache) if cfg.data.cache else self.out_dir / DATA_FILE
+        if cfg.data.cache and not cache.is_file():
+            raise FileNotFoundError(f"data.cache={cfg.data.cache}: no such file (the data.npz of an earlier run)")
         if cache.is_file():
             self.data = dict(np.load(cache))
         else:

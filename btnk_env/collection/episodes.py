@@ -129,12 +129,16 @@ def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small",
         if env.action_space.n != 3:
             raise ValueError(f"the explorer drives Discrete(3) worlds (forward, left, right); this one has {env.action_space}")
         return ExplorerPolicy()
+    if spec == "planner":  # plans in the shipped world model towards the view at the goal (btnk_env.planning)
+        from btnk_env.planning.policy import make_planner_policy
+
+        return make_planner_policy(env)
     from btnk_env.demo import SHIPPED_AGENT
     from models import BtnkMAE
 
     path = SHIPPED_AGENT if spec == "shipped" else Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor an agent file")
+        raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor 'planner' nor an agent file")
     if isinstance(policy_model, (str, os.PathLike)):  # ours to place
         from models.device import resolve_device
 
@@ -256,7 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "counting up (--seeds 0 --num-episodes 50: seeds 0..49); --height, --world, --habitat-scene as above")
     group.add_argument("--num-episodes", type=int, default=None, help="total episodes in the folder")
     group.add_argument("--policy", default="random",
-                       help="random, explorer, shipped (the PPO agent shipped with the package) or a stable-baselines3 .zip")
+                       help="random, explorer, shipped (the PPO agent shipped with the package), planner (plans in the shipped "
+                       "world model, btnk-env plan) or a stable-baselines3 .zip")
     group.add_argument("--policy-model", default="panorama-rooms-small", help="the encoder an agent policy acts through")
     group.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="steps before an episode is truncated")
     group.add_argument("--device", default="auto", help="device of the agent's encoder: auto, cpu or cuda")

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default="planner,random,ppo,oracle", help=f"comma-separated, of {','.join(METHODS)}")
     parser.add_argument("--ridge-data", default=None, help="latent episodes to fit the ridge baseline on (btnk-env encode)")
     parser.add_argument("--json", default=None, help="evaluation report path")
+    parser.add_argument("--plot", default=None, help="evaluation bar chart (PNG) path")
     parser.add_argument("--dynamics", default="panorama-rooms-small-dynamics")
     parser.add_argument("--head", default="panorama-rooms-small-goal-distance", help="goal-distance head folder or bundled name")
     parser.add_argument("--encoder", default=None, help="default: the one the dynamics model names")
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--horizon", type=int, default=8)
-    parser.add_argument("--cost", default="min", help="min, terminal or mean (btnk_env.planning.cost)")
+    parser.add_argument("--cost", default="mean", help="mean, min or terminal (btnk_env.planning.cost)")
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--fps", type=float, default=4)
@@ -140,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
         from models.files import atomic_write_text
 
         atomic_write_text(Path(args.json), text)
+    if args.plot:
+        from btnk_env.planning.evaluate import plot
+
+        plot(report, args.plot)
     for name, m in report["methods"].items():
         print(f"{name:10s} success {m['success_rate']:.2f}  SPL {m['spl']:.2f}  steps {m['mean_steps_success']:.1f}  "
               f"{m['time_per_step_s'] * 1000:.0f} ms/step")

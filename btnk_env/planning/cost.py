@@ -4,11 +4,12 @@ goal-distance head.
 For ``N`` candidate sequences of ``H`` actions from the current context, one batched imagination gives
 ``(N, H, D)`` latents; the head estimates the actions still needed from each, ``d (N, H)``. Costs:
 
-- ``"min"`` (default): ``min_t (t + d_t)``, the estimated length of the whole route that follows the
+- ``"mean"`` (default): the mean of ``d_t`` over the horizon (a running cost): it keeps pulling
+  towards the goal where the head is unsure near it;
+- ``"min"``: ``min_t (t + d_t)``, the estimated length of the whole route that follows the
   candidate for ``t`` steps and then goes the rest of the way (a route that reaches the goal early
   counts as early);
-- ``"terminal"``: ``d_H``;
-- ``"mean"``: the mean of ``d_t`` over the horizon (a running cost).
+- ``"terminal"``: ``d_H``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 
 import torch
 
-COSTS = ("min", "terminal", "mean")
+COSTS = ("mean", "min", "terminal")
 
 #: ``step(latents (B, K, D), actions (B, K)) -> (B, D)``: a dynamics model or a baseline.
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,7 +42,7 @@ def imagine(step: Step, context: torch.Tensor, context_actions: torch.Tensor, ac
 
 
 @torch.no_grad()
-def sequence_cost(head, imagined: torch.Tensor, goal: torch.Tensor, kind: str = "min") -> torch.Tensor:
+def sequence_cost(head, imagined: torch.Tensor, goal: torch.Tensor, kind: str = "mean") -> torch.Tensor:
     """``imagined (N, H, D)``, ``goal (D,)`` -> ``(N,)`` costs (see the module docstring)."""
     n, h, d = imagined.shape
     dist = head(imagined.reshape(n * h, d), goal[None]).reshape(n, h)  # (N, H) steps-to-go

@@ -107,4 +107,42 @@ def summarize(rows: List[Dict]) -> Dict:
             "episodes": rows}
 
 
-__all__ = ["evaluate", "oracle_agent", "planner_agent", "policy_agent", "run_episode", "summarize"]
+def markdown_table(report: Dict) -> str:
+    """The report as a Markdown table: one row per method."""
+    rows = ["| method | success rate | SPL | steps (successes) | deciding time per step |", "|---|---|---|---|---|"]
+    for name, m in report["methods"].items():
+        rows.append(f"| {name} | {m['success_rate']:.2f} | {m['spl']:.2f} | {m['mean_steps_success']:.1f} | "
+                    f"{m['time_per_step_s'] * 1000:.0f} ms |")
+    return "\n".join(rows)
+
+
+def plot(report: Dict, path) -> "Path":
+    """Success rate and SPL per method as grouped bars, a PNG written with PIL."""
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    from training.run_log import save_png
+
+    methods = list(report["methods"])
+    bar, gap, h, top, left = 24, 40, 240, 30, 40
+    w = left + len(methods) * (2 * bar + gap) + 20
+    img = Image.new("RGB", (max(w, 360), h + 70), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((left, 6), f"{report['num_episodes']} layouts, {report['max_steps']} steps at most: success rate (dark), SPL (light)",
+              fill=(0, 0, 0))
+    y = lambda v: top + (1 - v) * (h - top)  # noqa: E731
+    for v in (0.0, 0.5, 0.8, 1.0):
+        draw.line([(left, y(v)), (w - 10, y(v))], fill=(220, 220, 220))
+        draw.text((4, y(v) - 6), f"{v:.1f}", fill=(0, 0, 0))
+    for i, m in enumerate(methods):
+        x = left + 10 + i * (2 * bar + gap)
+        r = report["methods"][m]
+        for j, (key, color) in enumerate((("success_rate", (200, 60, 40)), ("spl", (240, 160, 130)))):
+            draw.rectangle([x + j * bar, y(r[key]), x + (j + 1) * bar - 2, y(0)], fill=color)
+            draw.text((x + j * bar, y(r[key]) - 12), f"{r[key]:.2f}", fill=(0, 0, 0))
+        draw.text((x, h + 8), m, fill=(0, 0, 0))
+    return save_png(Path(path), np.asarray(img))
+
+
+__all__ = ["evaluate", "markdown_table", "plot", "oracle_agent", "planner_agent", "policy_agent", "run_episode", "summarize"]

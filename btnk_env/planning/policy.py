@@ -56,7 +56,7 @@ class LatentPlanner:
     """
 
     def __init__(self, step, head, num_actions: int, context: int, horizon: int = 10,
-                 solver: "str | Solver" = "cem", cost: str = "min", seed: int = 0, **solver_args) -> None:
+                 solver: "str | Solver" = "cem", cost: str = "mean", seed: int = 0, **solver_args) -> None:
         self.step, self.head = step, head
         self.num_actions, self.context, self.horizon, self.cost = int(num_actions), int(context), int(horizon), cost
         self.solver = solver if isinstance(solver, Solver) else make_solver(solver, **solver_args)
@@ -102,7 +102,7 @@ class LatentPlanner:
         self._plan = self.last_plan = plan
         self.last_imagined = imagine(self.step, z, a, plan[None])[0]
         action = int(plan[0])
-        self._actions = self._actions[-self.context:] + [action]
+        self._actions = (self._actions + [action])[-max(1, self.context - 1):]
         self.last_time_s = time.perf_counter() - t0
         return action
 
@@ -131,4 +131,14 @@ class PlannerPolicy(Policy):
         return self.planner.act(encode_frames(self.encoder, np.asarray(frame)[None])[0])
 
 
-__all__ = ["LatentPlanner", "PlannerPolicy", "padded_context"]
+def make_planner_policy(env: Any, dynamics: str = "panorama-rooms-small-dynamics", head: Optional[str] = None,
+                        encoder: Optional[str] = None, **planner_args) -> PlannerPolicy:
+    """The shipped models, checked against each other and ``env``'s actions, as a :class:`PlannerPolicy`."""
+    from btnk_env.planning.load import DEFAULT_HEAD, load_models
+
+    dyn, gd, enc = load_models(dynamics, head or DEFAULT_HEAD, encoder, int(env.action_space.n))
+    args = {"horizon": 8, "samples": 64, "iterations": 2, **planner_args}
+    return PlannerPolicy(env, enc, LatentPlanner(dyn, gd, dyn.config.num_actions, dyn.config.context, **args))
+
+
+__all__ = ["LatentPlanner", "PlannerPolicy", "make_planner_policy", "padded_context"]
