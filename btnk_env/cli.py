@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-dynamics": ("training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
     "eval-dynamics": ("training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),
     "imagine": ("btnk_env.imagine", "imagine open loop with a dynamics model and write a truth/imagined/error video"),
+    "train-goal-distance": ("training.goal_distance", "train the goal-distance head (the planning cost) in the built-in world"),
+    "plan": ("btnk_env.planning.cli", "plan to a goal view in imagination and act; video of the plans, or an evaluation"),
 }
 
 

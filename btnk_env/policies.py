@@ -7,6 +7,8 @@ planner take their policies from here:
 - ``"shortest-path"``: the geodesic oracle of a PointNav episode (:class:`btnk_env.envs.pointnav.ShortestPathPolicy`);
 - ``"explorer"``: the scripted explorer (:func:`scripted_explorer`), steering to the goal from the
   pose in ``info`` (privileged state: a baseline, not a learner);
+- ``"planner"``: the latent planner (:mod:`btnk_env.planning`): CEM over the shipped world model
+  towards the view at the goal, from latents alone;
 - ``"shipped"`` or the path of a saved stable-baselines3 agent acting on bottleneck-MAE latents
   (:class:`AgentPolicy`, :func:`ppo_policy`; :data:`SHIPPED_AGENT` is the PPO agent shipped with
   the package). Agent files are read by :func:`btnk_env.agent_io.load_agent` (nothing unpickled).
@@ -163,6 +165,10 @@ def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small",
         from btnk_env.envs.pointnav import ShortestPathPolicy
 
         return ShortestPathPolicy(env, env.success_distance)
+    if spec == "planner":  # plans in the shipped world model towards the view at the goal (btnk_env.planning)
+        from btnk_env.planning.policy import make_planner_policy
+
+        return make_planner_policy(env)
     if spec == "explorer":
         if env.action_space.n != 3:
             raise ValueError(f"the explorer drives Discrete(3) worlds (forward, left, right); this one has {env.action_space}")
@@ -171,7 +177,7 @@ def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small",
 
     path = SHIPPED_AGENT if spec == "shipped" else Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor an agent file")
+        raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor 'planner' nor an agent file")
     if isinstance(policy_model, (str, os.PathLike)):  # ours to place
         from models.device import resolve_device
 

@@ -31,7 +31,7 @@ from models.files import atomic_write_text
 from training.checkpointing import LATEST, load_checkpoint
 from training.datasets import build_dataset
 from training.evaluate import evaluate
-from training.run_log import save_png
+from models.image_file import save_png
 
 
 def write_json(path: Path, value: dict) -> None:

@@ -121,3 +121,14 @@ def read_image(source: ImageSource) -> np.ndarray:
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, ImageDecodeError)):
             raise
         raise ImageDecodeError(f"{name}: cannot decode the image ({type(err).__name__}: {str(err)[:160]})") from None
+
+
+def save_png(path: "str | os.PathLike", pixels: np.ndarray) -> "os.PathLike":
+    """Write an ``(H, W, 3)`` uint8 image as a PNG, atomically (:func:`models.files.atomic_write_bytes`)."""
+    from PIL import Image
+
+    from models.files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -4,7 +4,8 @@
 - ``btnk_env/``: the data layer (worlds, wrappers, formats, collection, policies, planning, video);
   imports ``models`` only.
 - ``training/``: datasets, losses and training loops; imports ``btnk_env`` and ``models``.
-- the command line (``btnk_env/cli.py``, ``btnk_env/__main__.py``): dispatches to every layer.
+- the command line (``btnk_env/cli.py``, ``btnk_env/__main__.py`` and the subcommand modules
+  ``btnk_env/*/cli.py``): parses arguments and dispatches to every layer.
 
 Every import counts, the ones inside functions too (a lazy import is still a dependency), so a
 cycle between the packages cannot hide in a function body.
@@ -29,12 +30,12 @@ def layer_of_module(name: str) -> str | None:
     if parts[0] in ("models", "training"):
         return parts[0]
     if parts[0] == "btnk_env":
-        return "app" if len(parts) > 1 and parts[1] in ("cli", "__main__") else "btnk_env"
+        return "app" if (len(parts) > 1 and parts[1] in ("cli", "__main__")) or parts[-1] == "cli" else "btnk_env"
     return None
 
 
 def layer_of_file(rel: str) -> str:
-    return "app" if rel in APP else rel.split("/")[0]
+    return "app" if rel in APP or (rel.startswith("btnk_env/") and rel.endswith("/cli.py")) else rel.split("/")[0]
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -16,17 +16,16 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from models.files import atomic_write_text
+from models.rollout import Step, copy_last, imagine
 from training.latent_format import LatentDataset
 
 HORIZONS = (1, 5, 10, 20, 30)
-#: step(latents (B, K, D), actions (B, K)) -> next latents (B, D)
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def num_actions_of(data: LatentDataset) -> int:
@@ -64,27 +63,6 @@ class RidgeDynamics:
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return (z[:, -1].double() + self._features(z, a) @ self.weight).float()
-
-
-def copy_last(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """The baseline "nothing changes": the last latent."""
-    return z[:, -1]
-
-
-@torch.no_grad()
-def imagine(step: Step, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Open loop: ``context (B, K, D)``, ``actions (B, K - 1 + H)`` (the context's actions, then the
-    ``H`` to imagine, the first taken at ``context[:, -1]``) -> ``(B, H, D)``."""
-    k = context.shape[1]
-    z, a = context.float(), actions[:, :k].long()
-    out = []
-    for i in range(actions.shape[1] - k + 1):
-        nxt = step(z, a)
-        out.append(nxt)
-        z = torch.cat([z[:, 1:], nxt[:, None]], 1)
-        if k + i < actions.shape[1]:
-            a = torch.cat([a[:, 1:], actions[:, k + i:k + i + 1].long()], 1)
-    return torch.stack(out, 1)
 
 
 def rollout_starts(data: LatentDataset, context: int, horizon: int, stride: int) -> List[Tuple[int, int]]:
@@ -178,7 +156,7 @@ def plot(report: dict, path: "str | Path", horizons: Sequence[int] = HORIZONS) -
     """Two panels (latent MSE, decoded PSNR vs horizon), one line per method, written as a PNG with PIL."""
     from PIL import Image, ImageDraw
 
-    from training.run_log import save_png
+    from models.image_file import save_png
 
     methods = [m for m in report if not m.startswith("_")]
     w, h, pad = 420, 300, 50

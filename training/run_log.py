@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from models.files import atomic_write_bytes, atomic_write_text
+from models.files import atomic_write_text
 from models.image import tensor_to_frames
 
 logger = logging.getLogger(__name__)
@@ -159,10 +159,3 @@ def truncate_metrics(out_dir: Path, step: int) -> None:
             atomic_write_text(path, buf.getvalue())
 
 
-def save_png(path: Path, pixels: np.ndarray) -> Path:
-    """Write an ``(H, W, 3)`` uint8 image atomically."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())

@@ -46,7 +46,8 @@ from training.losses import bottleneck_losses
 from training.lr_sched import lr_at, param_groups, peak_lr, set_lr
 from models.files import atomic_write_text
 from training.run_folder import claim_run_folder
-from training.run_log import MetricsWriter, save_png, snapshot_grid
+from models.image_file import save_png
+from training.run_log import MetricsWriter, snapshot_grid
 from training.sampler import EpochBatchSampler
 from training.shard_stream import ShardStream
 

@@ -163,7 +163,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "counting up (--seeds 0 --num-episodes 50: seeds 0..49); --height, --world, --habitat-scene as above")
     group.add_argument("--num-episodes", type=int, default=None, help="total episodes in the folder")
     group.add_argument("--policy", default="random",
-                       help="random, explorer, shipped (the PPO agent shipped with the package) or a stable-baselines3 .zip")
+                       help="random, explorer, shipped (the PPO agent shipped with the package), planner (plans in the shipped "
+                       "world model, btnk-env plan) or a stable-baselines3 .zip")
     group.add_argument("--policy-model", default="panorama-rooms-small", help="the encoder an agent policy acts through")
     group.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="steps before an episode is truncated")
     group.add_argument("--device", default="auto", help="device of the agent's encoder: auto, cpu or cuda")
