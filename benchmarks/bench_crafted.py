@@ -36,8 +36,8 @@ start = peak()
 decode_image(tmp / "big.png")
 ''',
     "sparse_tar_member_1GiB": r'''
-from btnk_env.collection.shards import ShardWriter
-from btnk_env.collection import formats as F
+from btnk_env.formats.shards import ShardWriter
+from btnk_env import formats as F
 src = tmp / "set"
 with ShardWriter(src, image_size=(4, 8), max_count=4) as w:
     w.write(F.sample_key(0), np.zeros((4, 8, 3), np.uint8), {"index": 0})
@@ -80,7 +80,7 @@ m["config"].update(embed_dim=12288, num_heads=12, decoder_embed_dim=12288, decod
 BtnkMAE.from_pretrained(d)
 ''',
     "episodes_num_steps_1e8": r'''
-from btnk_env.collection.episode_format import Episode, EpisodeFolder, EpisodeFolderWriter
+from btnk_env.formats.episodes import Episode, EpisodeFolder, EpisodeFolderWriter
 root = tmp / "eps"
 w = EpisodeFolderWriter(root, (16, 32), "Discrete(3)", {"policy": "random"})
 ep = Episode(np.zeros((3, 16, 32, 3), np.uint8), np.array([0, 1]), np.zeros(2), np.array([False, True]),

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     # input errors (a bad folder, model or episode) become one line via models.errors.run_cli
     check_video_path(args.out)
     if args.episodes:
-        from btnk_env.collection.episode_format import EpisodeFolder
+        from btnk_env.formats.episodes import EpisodeFolder
 
         folder = EpisodeFolder(args.episodes)
         if not 0 <= args.episode < len(folder):

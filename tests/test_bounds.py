@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from btnk_env.cli import main as cli_main
-from btnk_env.collection import formats as F
-from btnk_env.collection.episode_format import EpisodeFolder
+from btnk_env import formats as F
+from btnk_env.formats.episodes import EpisodeFolder
 from btnk_env.collection.episodes import record_episodes
-from btnk_env.collection.shards import ShardWriter
+from btnk_env.formats.shards import ShardWriter
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from models import BtnkMAE
 from models.checkpoint import CheckpointError
@@ -137,7 +137,7 @@ def test_episode_arrays_are_validated(episodes, tmp_path, change, match):
 
 
 def test_latent_episode_offsets_must_be_monotone(latents, tmp_path):
-    from training.latent_format import LatentDataset
+    from btnk_env.formats.latents import LatentDataset
 
     root = tmp_path / "lat"
     shutil.copytree(latents, root)

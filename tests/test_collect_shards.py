@@ -20,9 +20,9 @@ from PIL import Image
 
 from btnk_env.cli import main as cli_main
 from btnk_env.collection import collect_panoramas, load_manifest
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 from btnk_env.collection.convert import convert
-from btnk_env.collection.shards import ShardWriter, merge_indexes
+from btnk_env.formats.shards import ShardWriter, merge_indexes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from tests.conftest import ROOT
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.dynamics import DynamicsConfig, DynamicsMismatchError, LatentDynamics
-from training import latent_format as fmt
+from btnk_env.formats import latents as fmt
 from training.dynamics import DynamicsTrainer, load_dynamics_config, train_dynamics
 
 D = 8
@@ -123,7 +123,7 @@ def test_config_typos_are_named(tmp_path, data):
 
 def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):
     from training.dynamics_eval import RidgeDynamics, copy_last, imagine, markdown_table
-    from training.latent_format import LatentDataset
+    from btnk_env.formats.latents import LatentDataset
 
     lat = LatentDataset(data)
     ridge = RidgeDynamics(context=2, num_actions=3, lam=1e-3).fit(lat)

@@ -15,14 +15,14 @@ import torch
 
 from btnk_env.cli import main as cli_main
 from btnk_env.collection import collect_panoramas
-from btnk_env.collection.episode_format import EpisodeFolder
+from btnk_env.formats.episodes import EpisodeFolder
 from btnk_env.collection.episodes import record_episodes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from models import BtnkMAE, frames_to_tensor
 from tests.conftest import ROOT
 from training.encode import encode_dataset
 from training.latent_episodes import LatentWindows
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ class _Writer:
     """An EpisodeFolderWriter that cuts the episode it writes to ``steps`` steps (varied lengths)."""
 
     def __init__(self, root, steps):
-        from btnk_env.collection.episode_format import EpisodeFolderWriter
+        from btnk_env.formats.episodes import EpisodeFolderWriter
 
         self.inner = EpisodeFolderWriter(root, (32, 64), "Discrete(3)", {"policy": "random"})
         self.steps = steps
@@ -171,7 +171,7 @@ def test_mismatching_model_or_empty_dataset_is_refused_before_any_work(episodes,
     with pytest.raises(ValueError, match="other weights"):
         encode_dataset(episodes, out, other, chunk_size=5, workers=0, device="cpu", progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
-    from btnk_env.collection.episode_format import EpisodeFolderWriter
+    from btnk_env.formats.episodes import EpisodeFolderWriter
 
     EpisodeFolderWriter(tmp_path / "empty", (32, 64), "Discrete(3)", {}).close()
     assert cli_main(["encode", str(tmp_path / "empty"), "--out", str(tmp_path / "x"), "--model", str(model_dir)]) == 2
@@ -266,7 +266,7 @@ def test_two_process_torchrun_encode_equals_one_process(episodes, model_dir, enc
 
 
 def test_encode_reads_a_shard_set_as_collect_writes_it(tmp_path, model_dir):
-    from btnk_env.collection.formats import iter_shard, open_shard_set
+    from btnk_env.formats import iter_shard, open_shard_set
     from training.datasets import decode_image
 
     shards = tmp_path / "shards"

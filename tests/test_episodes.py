@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from btnk_env.cli import main as cli_main
-from btnk_env.collection.episode_format import EpisodeFolder, EpisodeFolderWriter
+from btnk_env.formats.episodes import EpisodeFolder, EpisodeFolderWriter
 from btnk_env.collection.episodes import episode_seeds, record_episodes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 

@@ -106,7 +106,7 @@ def test_manifests_read_as_complete_frames_or_nothing(lines, torn):
     Image.new("RGB", (4, 2)).save(root / "images" / "000000.png")
     text = "\n".join(lines) + ("" if torn else "\n")
     (root / "manifest.jsonl").write_text(text)
-    from btnk_env.collection.formats import DatasetFormatError
+    from btnk_env.formats import DatasetFormatError
 
     try:
         records = load_manifest(root)

@@ -15,7 +15,7 @@ from btnk_env.cli import main as cli_main  # noqa: E402
 from btnk_env.collection.episodes import record_episodes  # noqa: E402
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv  # noqa: E402
 from models import BtnkMAE  # noqa: E402
-from training.latent_format import LatentDataset  # noqa: E402
+from btnk_env.formats.latents import LatentDataset  # noqa: E402
 
 ID = "btnk/rooms/recover-v0"
 

@@ -22,16 +22,16 @@ from hypothesis import strategies as st
 
 from btnk_env.cli import main as cli_main
 from btnk_env.collection import collect_panoramas
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 from btnk_env.collection.convert import convert
-from btnk_env.collection.episode_format import EpisodeFolder, EpisodeFolderWriter
+from btnk_env.formats.episodes import EpisodeFolder, EpisodeFolderWriter
 from btnk_env.collection.episodes import record_episodes
-from btnk_env.collection.shards import merge_indexes
+from btnk_env.formats.shards import merge_indexes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from models import BtnkMAE
 from models.errors import BtnkEnvError
 from training.encode import encode_dataset
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 
 SMALL = dict(seeds="0-5", frames_per_scene=3, progress=False)
 

@@ -15,7 +15,7 @@ import torch
 
 from btnk_env.cli import main
 from btnk_env.collection.episodes import record_episodes
-from btnk_env.collection.episode_format import EpisodeFolder
+from btnk_env.formats.episodes import EpisodeFolder
 from btnk_env.envs.pointnav import (STOP, PointNavEnv, PointNavEpisode, load_pointnav, sample_pointnav_episodes,
                                     write_pointnav)
 from tests.test_habitat_env import REAL, _env, hab, real_room  # noqa: F401  (fixtures)

@@ -421,7 +421,7 @@ def test_collect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     _one_line_status_2(base + ["--out", str(tmp_path / "file")], capsys, "file")
 
-    import btnk_env.collection.formats as formats  # the one writer collection uses (workers=1 runs in-process)
+    import btnk_env.formats as formats  # the one writer collection uses (workers=1 runs in-process)
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

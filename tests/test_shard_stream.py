@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from btnk_env.collection import formats as F
-from btnk_env.collection.shards import ShardWriter
+from btnk_env import formats as F
+from btnk_env.formats.shards import ShardWriter
 from tests.conftest import ROOT
 from tests.test_training_helpers import GOLDEN_NOACT, dataset_loss, golden_config, make_images
 from training.datasets import DatasetError, build_dataset

@@ -7,7 +7,7 @@ an image by a neighbour or, in other code paths, a black image; here it is dropp
 batch by :func:`collate_skip` and counted). Augmentation draws from a generator seeded by
 ``aug_seed``, so the data a step sees depends only on ``(seed, epoch, position)``: the same
 in one process or many, and after a resume. A shard set (``index.json`` + tar shards, see
-:mod:`btnk_env.collection.formats`) is streamed by :class:`training.shard_stream.ShardStream`.
+:mod:`btnk_env.formats`) is streamed by :class:`training.shard_stream.ShardStream`.
 
 Example:
     >>> import tempfile, numpy as np
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from btnk_env.collection import formats
+from btnk_env import formats
 from models.errors import BtnkEnvError
 from models.image import normalize
 from models.image_file import read_image
@@ -198,7 +198,7 @@ def read_panorama_config(root: Path) -> Optional[dict]:
 
 def panorama_files(root: Path) -> List[Path]:
     """Frames of a panorama dataset: ``manifest.jsonl`` order if present (a ``file`` per record,
-    relative to the folder or to ``images/``; the manifest rules of :mod:`btnk_env.collection.formats`),
+    relative to the folder or to ``images/``; the manifest rules of :mod:`btnk_env.formats`),
     else every image under the folder.
 
     A record whose file is missing costs itself alone: it is skipped and reported (by name and count).

@@ -37,7 +37,7 @@ from training import distributed as D
 from training.config import ConfigError, DistConfig, load_config, to_dict, to_yaml
 from training.dynamics_eval import num_actions_of
 from training.latent_episodes import LatentWindows
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 from training.lr_sched import lr_at
 from training.run_log import MetricsWriter
 

@@ -23,7 +23,7 @@ import torch
 
 from models.files import atomic_write_text
 from models.rollout import Step, copy_last, imagine
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 
 HORIZONS = (1, 5, 10, 20, 30)
 
@@ -93,7 +93,7 @@ def evaluate(methods: Dict[str, Step], data: LatentDataset, encoder, context: in
         ``{method: {h: {"latent_mse", "cosine", "psnr", "ssim"}}}`` plus ``"autoencoder"`` (true latents
         decoded: the decoder's ceiling) and ``"_rollouts"``: the number of rollouts.
     """
-    from btnk_env.collection.episode_format import EpisodeFolder
+    from btnk_env.formats.episodes import EpisodeFolder
     from btnk_env.video import decode_rollout
     from training.metrics import psnr, ssim
 

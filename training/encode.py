@@ -1,4 +1,4 @@
-"""``btnk-env encode``: a panorama or episode dataset -> a latent dataset (:mod:`training.latent_format`).
+"""``btnk-env encode``: a panorama or episode dataset -> a latent dataset (:mod:`btnk_env.formats.latents`).
 
 Frames are decoded by threads (:mod:`training.frame_reader`) while the model encodes the previous
 batch, and converted to model input on the model's device (:func:`models.frames_to_tensor`, the
@@ -32,13 +32,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from btnk_env.collection.formats import exclusive_lock
+from btnk_env.formats import exclusive_lock
 from models import BtnkMAE, frames_to_tensor
 from models.errors import NotOursError
 from models.files import check_replaceable_dir, claim_dir
 from models.identity import model_sha256
 from models.precision import check_precision, for_inference
-from training import latent_format as fmt
+from btnk_env.formats import latents as fmt
 from training.datasets import MANIFEST, find_images, panorama_files, read_panorama_config
 from training.frame_reader import read_batches
 
@@ -78,12 +78,12 @@ class PanoramaSource:
 
 
 class EpisodeSource:
-    """The frames of an episode dataset (:class:`btnk_env.collection.episode_format.EpisodeFolder`), in order."""
+    """The frames of an episode dataset (:class:`btnk_env.formats.episodes.EpisodeFolder`), in order."""
 
     kind = "episodes"
 
     def __init__(self, root: Path) -> None:
-        from btnk_env.collection.episode_format import EpisodeFolder
+        from btnk_env.formats.episodes import EpisodeFolder
 
         self.data = EpisodeFolder(root)  # raises if there are no episodes
         self.root = self.data.root
@@ -100,7 +100,7 @@ class EpisodeSource:
         return _sha256(b"", self.data.episodes, self.settings)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Observation-aligned per-frame arrays (see :mod:`training.latent_format`), offsets and goals."""
+        """Observation-aligned per-frame arrays (see :mod:`btnk_env.formats.latents`), offsets and goals."""
         per_episode: dict[str, list] = {name: [] for name in fmt.EPISODE_ARRAYS}
         for i in range(len(self.data)):
             s = self.data.steps(i)
@@ -132,7 +132,7 @@ class ShardSource:
     kind = "panoramas"
 
     def __init__(self, spec: "str | os.PathLike") -> None:
-        from btnk_env.collection.formats import iter_shard, open_shard_set
+        from btnk_env.formats import iter_shard, open_shard_set
 
         self.shards = open_shard_set(spec)
         self.root = Path(self.shards.root)
@@ -158,8 +158,8 @@ class ShardSource:
 
 def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | ShardSource":
     """The dataset at ``path``: a shard set, an episode dataset if its config says so, else panoramas."""
-    from btnk_env.collection.episode_format import is_episode_dataset
-    from btnk_env.collection.formats import is_shard_spec
+    from btnk_env.formats.episodes import is_episode_dataset
+    from btnk_env.formats import is_shard_spec
 
     if is_shard_spec(str(path)):
         return ShardSource(path)
@@ -240,7 +240,7 @@ def encode_dataset(
     if minari_id is not None:
         if src.kind != "episodes":
             raise ValueError("--minari-id exports episodes; this dataset holds single panoramas")
-        from training.minari_export import check_dataset_id
+        from btnk_env.formats.minari_export import check_dataset_id
 
         check_dataset_id(minari_id)
     ctx = init_distributed("auto", device=device, timeout_s=7 * 24 * 3600)  # ranks wait for the slowest at the end
@@ -274,7 +274,7 @@ def encode_dataset(
         if ctx.is_main:
             _assemble(src, root, meta, chunks)
             if minari_id is not None and not minari_kept:
-                from training.minari_export import export_minari
+                from btnk_env.formats.minari_export import export_minari
 
                 export_minari(root, minari_id)
         barrier()
@@ -286,7 +286,7 @@ def encode_dataset(
 
 def _minari_kept(minari_id: str, meta: dict) -> bool:
     """Whether Minari dataset ``minari_id`` already holds this encode's export (reported, kept)."""
-    from training.minari_export import existing_export
+    from btnk_env.formats.minari_export import existing_export
 
     kept = existing_export(minari_id, meta)
     if kept:

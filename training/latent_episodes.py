@@ -1,6 +1,6 @@
 """Fixed-length windows of latent episodes, for training dynamics models (world models) on latents.
 
-The episodes come from ``btnk-env encode`` of an episode dataset (:mod:`training.latent_format`);
+The episodes come from ``btnk-env encode`` of an episode dataset (:mod:`btnk_env.formats.latents`);
 the arrays are memory-mapped, so a dataset larger than memory costs only what a batch reads.
 
 Example (a folder written by ``btnk-env encode`` of an episode dataset; docs/latent_datasets.md)::
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 
 __all__ = ["LatentWindows"]
 

@@ -38,7 +38,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 from training.datasets import DatasetError, ImageTransform, collate_skip, decode_image
 from training.sampler import aug_seed
 
@@ -55,7 +55,7 @@ class ShardStream(IterableDataset):
     Call :meth:`configure` once, then :meth:`set_epoch` and :meth:`loader` each epoch.
 
     Args:
-        shard_set: a resolved :class:`~btnk_env.collection.formats.ShardSet`.
+        shard_set: a resolved :class:`~btnk_env.formats.ShardSet`.
         transform: an :class:`~training.datasets.ImageTransform`.
         max_images: use only the first N samples (whole shards, the last one cut).
     """

@@ -1,9 +1,9 @@
 """Panorama collection: walk a panorama world and write a dataset (``btnk-env collect``).
 
-- :mod:`~btnk_env.collection.formats`: the on-disk formats (names, records, the readers)
+The on-disk formats it writes live in :mod:`btnk_env.formats`.
+
 - :mod:`~btnk_env.collection.collect`: :func:`collect_panoramas` and the command line
 - :mod:`~btnk_env.collection.parallel`: frame plan and worker processes
-- :mod:`~btnk_env.collection.shards`: :class:`ShardWriter` and index merging
 - :mod:`~btnk_env.collection.convert`: PNG folder <-> shard set
 """
 

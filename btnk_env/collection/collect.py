@@ -1,6 +1,6 @@
 """Panorama collection: walk a panorama environment and write a finetuning dataset.
 
-Two output formats (both described in :mod:`btnk_env.collection.formats`): a PNG folder
+Two output formats (both described in :mod:`btnk_env.formats`): a PNG folder
 (``dataset_config.json`` + ``manifest.jsonl`` + ``images/*.png``, what the original btnk_mae
 loader reads) for small sets, and a webdataset shard set (``index.json`` + ``shard-*.tar``) for
 large ones. ``--workers N`` renders in N spawned processes; ``--shard-index i --num-shards n`` (or
@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
 from models.files import clean_stale_temps, settings_diff
@@ -48,7 +48,7 @@ CONFIG_REFRESH = 1024  # frames between rewrites of dataset_config.json while co
 
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
     """The complete frames of a PNG folder, in order: the manifest's records (torn last line
-    dropped; a damaged line before it is a :class:`~btnk_env.collection.formats.DatasetFormatError`)
+    dropped; a damaged line before it is a :class:`~btnk_env.formats.DatasetFormatError`)
     that have every collection key and their PNG. An incomplete record costs itself alone: it is
     skipped (and counted in a warning), every later one is kept.
 
@@ -295,7 +295,7 @@ def _rewrite_manifest(root: Path, records: list[dict]) -> None:
 
 def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, height: int, shard_size: int, part: int,
                     parts: int, workers: int, env: Any, factory: Any, progress: bool, callback: Any) -> Path:
-    from btnk_env.collection.shards import load_index_entries, remove_stale_temporaries
+    from btnk_env.formats.shards import load_index_entries, remove_stale_temporaries
 
     F.claim(root, F.SHARDS_KIND, settings)  # every part of one set brings the same settings
     size = (height, 2 * height)
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
     from models.errors import BtnkEnvError
 
     if args.merge_index:
-        from btnk_env.collection.shards import merge_indexes
+        from btnk_env.formats.shards import merge_indexes
 
         path = merge_indexes(args.out or args.merge_index[0], args.merge_index)
         value = F.read_index(path)

@@ -4,7 +4,7 @@ PNG bytes are copied as they are (no re-encoding), and records keep every key, s
 shards and the folder converted back hold the same pixels and the same records. Sample ``i`` of
 the shard set is frame ``i`` of the folder (its manifest order; without a manifest, the sorted
 PNG files). The destination must be new, empty, or this conversion's own (the same source, resumed):
-a converter never writes over another dataset (:func:`btnk_env.collection.formats.claim`).
+a converter never writes over another dataset (:func:`btnk_env.formats.claim`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 
 __all__ = ["convert", "folder_to_shards", "shards_to_folder"]
 
@@ -26,7 +26,7 @@ def folder_to_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size:
     """Write the frames of the PNG folder ``src`` as a shard set in ``dst``."""
     from tqdm.auto import tqdm
 
-    from btnk_env.collection.shards import ShardWriter
+    from btnk_env.formats.shards import ShardWriter
 
     src, dst = Path(src), Path(dst)
     config = F.read_config(src) or {}

@@ -2,7 +2,7 @@
 (``btnk-env collect --mode episodes``).
 
 Each episode keeps its frames, actions, rewards, ``terminated``/``truncated`` flags, poses and
-goal (:class:`btnk_env.collection.episode_format.Episode`). Episode ``i`` starts with
+goal (:class:`btnk_env.formats.episodes.Episode`). Episode ``i`` starts with
 ``env.reset(seed=seeds[i])`` and the policy's random generator is seeded with ``(seeds[i], i)``,
 so an episode depends on its index alone: a killed recording resumes at the first incomplete
 episode and ends with exactly the episodes an uninterrupted one writes.
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
-from btnk_env.collection.episode_format import Episode, EpisodeFolderWriter, EpisodeWriter
+from btnk_env.formats.episodes import Episode, EpisodeFolderWriter, EpisodeWriter
 from btnk_env.policies import AgentPolicy, Policy, frame_hw, make_policy
 
 __all__ = ["record_episodes", "episode_seeds", "run_episode"]

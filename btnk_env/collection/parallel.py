@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from btnk_env.collection import formats as F
+from btnk_env import formats as F
 
 __all__ = ["Plan", "Driver", "make_gym_env", "run_units", "death_reason"]
 
@@ -151,7 +151,7 @@ def run_unit(driver: Driver, unit: Unit) -> tuple[F.ShardEntry | None, list[dict
             F.atomic_write_bytes(root / rec["file"], F.png_bytes(rgb))
             records.append(rec)
         return None, records
-    from btnk_env.collection.shards import write_shard
+    from btnk_env.formats.shards import write_shard
 
     def samples():
         for i in range(unit.start, unit.stop):

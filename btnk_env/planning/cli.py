@@ -164,7 +164,7 @@ def evaluate_methods(args, env, methods, dyn, head, encoder) -> dict:
         elif m == "copy-last":
             agents[m] = E.planner_agent(build_planner(args, copy_last, head, dyn), encoder)
         elif m == "ridge":
-            from training.latent_format import LatentDataset
+            from btnk_env.formats.latents import LatentDataset
 
             ridge = RidgeDynamics(dyn.config.context, dyn.config.num_actions).fit(LatentDataset(args.ridge_data))
             agents[m] = E.planner_agent(build_planner(args, ridge, head, dyn), encoder)

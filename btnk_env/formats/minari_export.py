@@ -1,4 +1,4 @@
-"""Export latent episodes (:class:`training.latent_format.LatentDataset`) as a Farama Minari dataset.
+"""Export latent episodes (:class:`btnk_env.formats.latents.LatentDataset`) as a Farama Minari dataset.
 
 ``minari.load_dataset(dataset_id)`` then gives the episodes with observations
 ``Box(-inf, inf, (D,), float32)`` (the latents, ``T + 1`` per episode), the world's actions
@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from training.latent_format import LatentDataset
+from btnk_env.formats.latents import LatentDataset
 
 __all__ = ["export_minari", "check_dataset_id", "existing_export", "fingerprint", "INSTALL_HINT"]
 

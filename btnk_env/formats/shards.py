@@ -1,8 +1,10 @@
-"""Writing webdataset tar shards: atomically, with an index, resumable; merging indexes.
+"""The shard-set format (large sets; webdataset tar shards): names, the index, the reader and the writer.
+
+Writing webdataset tar shards: atomically, with an index, resumable; merging indexes.
 
 API for other modules (the panorama collector, an episode recorder)::
 
-    from btnk_env.collection.shards import ShardWriter
+    from btnk_env.formats.shards import ShardWriter
 
     with ShardWriter("data/episodes", image_size=(128, 256), max_count=1000, max_bytes=1 << 30,
                      settings={"what": "episodes", "env": "PanoramaRooms"}) as writer:
@@ -14,9 +16,9 @@ API for other modules (the panorama collector, an episode recorder)::
             # writer.flush_shard() closes the open shard early (e.g. at an episode's end)
 
 - ``write(key, image, record)``: ``key`` is the sample's webdataset key (no dots or slashes;
-  :func:`~btnk_env.collection.formats.sample_key` of its global index keeps shards sorted),
+  :func:`~btnk_env.formats.sample_key` of its global index keeps shards sorted),
   ``image`` a ``(H, W, 3)`` uint8 array or PNG bytes (stored as they are), ``record`` any
-  JSON-serialisable dict (see :data:`~btnk_env.collection.formats.SAMPLE_KEYS`; extra keys welcome).
+  JSON-serialisable dict (see :data:`~btnk_env.formats.SAMPLE_KEYS`; extra keys welcome).
 - A shard is closed when it holds ``max_count`` samples or ``max_bytes`` bytes: its tar is
   written to a hidden temporary name, fsynced and renamed to ``shard-NNNNNN.tar``; then the index
   (``index.json``, or ``index_name``) is rewritten atomically. A reader therefore never sees a
@@ -34,18 +36,218 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from btnk_env.collection import formats as F
 from models.errors import NotOursError
-from models.files import settings_diff
+from models.files import fsync_dir, settings_diff
+from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name
 
-__all__ = ["ShardWriter", "write_shard", "load_index_entries", "merge_indexes", "remove_stale_temporaries"]
+__all__ = ['ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']
 
 logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- shard sets
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard in an index: ``count`` samples with global indices ``first .. first+count-1``."""
+
+    file: str
+    """Path relative to the index's folder."""
+    first: int
+    count: int
+    bytes: int
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "first": self.first, "count": self.count, "bytes": self.bytes}
+
+
+@dataclass
+class ShardSet:
+    """A resolved shard set: absolute shard paths, their counts, the image size (if known)."""
+
+    root: Path
+    shards: list[ShardEntry]
+    image_size: tuple[int, int] | None
+    settings: dict | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return sum(s.count for s in self.shards)
+
+    def path(self, entry: ShardEntry) -> Path:
+        return self.root / entry.file
+
+
+def read_index(path: str | os.PathLike) -> dict:
+    """An index file (``index.json`` or a part index) as a dict, validated.
+
+    Raises:
+        DatasetFormatError: not a btnk shard index.
+    """
+    path = Path(path)
+    try:
+        value = read_json(path.read_bytes(), f"shard index {path}")
+    except OSError as err:
+        raise DatasetFormatError(f"cannot read shard index {path}: {err}") from None
+    if not isinstance(value, dict) or value.get("format") != INDEX_FORMAT:
+        raise DatasetFormatError(f"{path} is not a shard index (no \"format\": \"{INDEX_FORMAT}\")")
+    if value.get("version") != INDEX_VERSION:
+        raise DatasetFormatError(f"{path} has index version {value.get('version')}; this reader knows {INDEX_VERSION}")
+    return value
+
+
+def write_index(path: str | os.PathLike, shards: list[ShardEntry], image_size: tuple[int, int] | None,
+                settings: dict | None, **extra: Any) -> None:
+    """Atomically write an index listing ``shards`` (sorted by ``first``)."""
+    shards = sorted(shards, key=lambda s: s.first)
+    atomic_write_json(path, {
+        "format": INDEX_FORMAT, "version": INDEX_VERSION,
+        "image_size": list(image_size) if image_size else None,
+        "num_samples": sum(s.count for s in shards),
+        "num_shards": len(shards),
+        "shards": [s.to_json() for s in shards],
+        "collection": settings,
+        **extra,
+    })
+
+
+def index_entries(value: dict, path: Path) -> list[ShardEntry]:
+    """The shard entries of an index dict (read from ``path``, named in errors)."""
+    try:
+        return [ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"])) for s in value["shards"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise DatasetFormatError(f"{path}: malformed shard entry ({err})") from None
+
+
+def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
+    """Resolve a shard set from a folder holding ``index.json``, an index file, one ``.tar``, or a
+    brace pattern (``data/rooms/shard-{000000..000009}.tar``).
+
+    Counts come from the index (the pattern's folder's ``index.json`` if it lists the shards),
+    otherwise from reading the tar headers.
+
+    Args:
+        check: verify every shard exists and has the size the index records.
+
+    Raises:
+        DatasetFormatError: no index and no shards, a listed shard missing or of another size.
+    """
+    text = str(spec)
+    p = Path(text).expanduser()
+    if p.is_dir():
+        if not (p / INDEX).is_file():
+            parts = sorted(q.name for q in p.glob("index-part-*.json"))
+            hint = (f"; it has part indexes {parts[:3]}...: merge them with 'btnk-env collect --merge-index {p}'"
+                    if parts else "")
+            raise DatasetFormatError(f"{p} has no {INDEX}{hint}")
+        p = p / INDEX
+    if p.suffix == ".json":
+        value = read_index(p)
+        size = value.get("image_size")
+        shard_set = ShardSet(p.parent, index_entries(value, p), tuple(size) if size else None, value.get("collection"))
+    else:
+        import braceexpand
+
+        files = [Path(f).expanduser() for f in braceexpand.braceexpand(text)]
+        root = files[0].parent
+        known: dict[str, ShardEntry] = {}
+        image_size = None
+        settings = None
+        if (root / INDEX).is_file():
+            value = read_index(root / INDEX)
+            known = {e.file: e for e in index_entries(value, root / INDEX)}
+            image_size = tuple(value["image_size"]) if value.get("image_size") else None
+            settings = value.get("collection")
+        entries, first = [], 0
+        for f in files:
+            rel = os.path.relpath(f, root)
+            if rel in known:
+                entries.append(known[rel])
+                continue
+            if not f.is_file():
+                raise DatasetFormatError(f"shard {f} (from {text}) does not exist")
+            count = sum(1 for _ in iter_shard(f))
+            entries.append(ShardEntry(rel, first, count, f.stat().st_size))
+            first += count
+        shard_set = ShardSet(root, entries, image_size, settings)
+    if not shard_set.shards:
+        raise DatasetFormatError(f"{spec} lists no shards")
+    if check:
+        for e in shard_set.shards:
+            f = shard_set.path(e)
+            if not f.is_file():
+                raise DatasetFormatError(f"the index lists {f}, which does not exist; copy it back or re-run "
+                                         "'btnk-env collect' with the same settings on that folder (it rewrites missing shards)")
+            if f.stat().st_size != e.bytes:
+                raise DatasetFormatError(f"{f} has {f.stat().st_size} bytes, the index says {e.bytes}: truncated or "
+                                         "modified; re-run 'btnk-env collect' with the same settings to rewrite it")
+    return shard_set
+
+
+def iter_shard(path: str | os.PathLike, skip_data: bool = False) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {"png": bytes, "json": bytes, ...})`` for each sample of a tar shard, in file order.
+
+    Members are grouped by key as webdataset does (the name up to the first dot). With
+    ``skip_data``, the dict maps extensions to ``b""`` (counts without reading image data).
+
+    Raises:
+        DatasetFormatError: the tar is truncated or not a tar (names the shard).
+    """
+    path = Path(path)
+    key, sample = None, {}
+    try:
+        limit = path.stat().st_size
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if member.issparse() or member.size > limit:  # bytes it would expand to, not what it holds
+                    raise DatasetFormatError(f"shard {path}: member {member.name[:80]!r} claims {member.size} bytes "
+                                             f"({'sparse' if member.issparse() else 'more than the file holds'}); "
+                                             "btnk-env never writes such members: remove that shard from the set")
+                if not member.isfile():
+                    continue
+                name = member.name.rsplit("/", 1)[-1]
+                k, _, ext = name.partition(".")
+                if k != key and key is not None:
+                    yield key, sample
+                    sample = {}
+                key = k
+                if skip_data:
+                    sample[ext] = b""
+                else:
+                    fh = tar.extractfile(member)
+                    data = fh.read() if fh is not None else b""
+                    if len(data) != member.size:
+                        raise tarfile.ReadError(f"member {member.name} truncated")
+                    sample[ext] = data
+            # a tar cut at a header boundary reads as a shorter archive: a whole one ends with
+            # two zero blocks after its last member
+            if path.stat().st_size - tar.offset < 1024:
+                raise tarfile.ReadError(f"no end-of-archive marker after {tar.offset} bytes")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DatasetFormatError(f"shard {path} is truncated or not a tar file ({err}); re-run 'btnk-env collect' "
+                                 "with the same settings to rewrite it, or remove it from the index") from None
+    if key is not None:
+        yield key, sample
+
+
+def part_indexes(folder: str | os.PathLike) -> dict[int, tuple[int, Path]]:
+    """``{part: (num_parts, path)}`` of the ``index-part-*`` files in ``folder``."""
+    out = {}
+    for p in Path(folder).glob("index-part-*.json"):
+        m = _PART_RE.match(p.name)
+        if m:
+            out[int(m.group(1))] = (int(m.group(2)), p)
+    return out
+
+
+# ---------------------------------------------------------------------------- writing shards
+
 
 TAR_BLOCK = 512
 
@@ -53,7 +255,7 @@ TAR_BLOCK = 512
 def _as_png(image: Any) -> bytes:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
-    return F.png_bytes(np.asarray(image))
+    return png_bytes(np.asarray(image))
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -79,7 +281,7 @@ class _OpenShard:
         if not key or "." in key or "/" in key:
             raise ValueError(f"sample key must be non-empty without '.' or '/', got {key!r}")
         meta = json.dumps(record, sort_keys=True).encode()
-        self.tar.write({"__key__": key, F.IMAGE_EXT: png, F.RECORD_EXT: meta})
+        self.tar.write({"__key__": key, IMAGE_EXT: png, RECORD_EXT: meta})
         self.count += 1
         self.bytes += sum(TAR_BLOCK + -(-len(v) // TAR_BLOCK) * TAR_BLOCK for v in (png, meta))
 
@@ -90,7 +292,7 @@ class _OpenShard:
         os.fsync(self.fh.fileno())
         self.fh.close()
         os.replace(self.tmp, self.path)
-        F.fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.path.stat().st_size
 
     def abort(self) -> None:
@@ -122,7 +324,7 @@ def remove_stale_temporaries(out_dir: str | os.PathLike) -> int:
 
 
 def load_index_entries(index_path: Path, settings: dict | None, image_size: Sequence[int] | None
-                       ) -> list[F.ShardEntry]:
+                       ) -> list[ShardEntry]:
     """Entries of an existing index whose shard file is intact, after checking its settings.
 
     Raises:
@@ -130,16 +332,16 @@ def load_index_entries(index_path: Path, settings: dict | None, image_size: Sequ
     """
     if not index_path.is_file():
         return []
-    value = F.read_index(index_path)
+    value = read_index(index_path)
     if settings is not None and value.get("collection") is not None and value["collection"] != settings:
-        raise F.DatasetFormatError(f"{index_path} was written with different settings "
+        raise DatasetFormatError(f"{index_path} was written with different settings "
                                    f"({settings_diff(value['collection'], settings)}); use another folder, or the "
                                    "same settings to resume")
     if image_size is not None and value.get("image_size") and list(value["image_size"]) != list(image_size):
         raise ValueError(f"{index_path} holds {value['image_size'][0]}x{value['image_size'][1]} images, "
                          f"not {image_size[0]}x{image_size[1]}; use another folder")
     kept = []
-    for e in F.index_entries(value, index_path):
+    for e in index_entries(value, index_path):
         f = index_path.parent / e.file
         if f.is_file() and f.stat().st_size == e.bytes:
             kept.append(e)
@@ -162,7 +364,7 @@ class ShardWriter:
 
     Example:
         >>> import tempfile, numpy as np
-        >>> from btnk_env.collection.formats import open_shard_set, sample_key
+        >>> from btnk_env.formats import open_shard_set, sample_key
         >>> d = tempfile.mkdtemp()
         >>> with ShardWriter(d, image_size=(16, 32), max_count=2) as w:
         ...     for i in range(5):
@@ -172,20 +374,20 @@ class ShardWriter:
     """
 
     def __init__(self, out_dir: str | os.PathLike, image_size: Sequence[int] | None = None, max_count: int = 1000,
-                 max_bytes: int = 1 << 30, settings: dict | None = None, index_name: str = F.INDEX) -> None:
+                 max_bytes: int = 1 << 30, settings: dict | None = None, index_name: str = INDEX) -> None:
         if max_count < 1 or max_bytes < 1:
             raise ValueError(f"max_count and max_bytes must be >= 1, got {max_count}, {max_bytes}")
-        self.out_dir = F.claim(out_dir, F.SHARDS_KIND, settings)  # new, empty, or ours with these settings
+        self.out_dir = claim(out_dir, SHARDS_KIND, settings)  # new, empty, or ours with these settings
         self.max_count, self.max_bytes, self.settings = int(max_count), int(max_bytes), settings
         self.index_path = self.out_dir / index_name
-        self._lock = F.exclusive_lock(self.out_dir, f".{index_name}.lock")
+        self._lock = exclusive_lock(self.out_dir, f".{index_name}.lock")
         self._lock.__enter__()
         try:
             remove_stale_temporaries(self.out_dir)
             self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
             self.entries = load_index_entries(self.index_path, settings, self.image_size)
             if self.image_size is None and self.index_path.is_file():
-                size = F.read_index(self.index_path).get("image_size")
+                size = read_index(self.index_path).get("image_size")
                 self.image_size = tuple(size) if size else None
             # continue after the last complete shard; anything after a gap is dropped from the index
             keep, expected = [], 0
@@ -220,7 +422,7 @@ class ShardWriter:
         if self._open is not None and self._open.count and self._open.bytes + grow > self.max_bytes:
             self.flush_shard()
         if self._open is None:
-            self._open = _OpenShard(self.out_dir / F.shard_name(self._next_shard))
+            self._open = _OpenShard(self.out_dir / shard_name(self._next_shard))
         self._open.add(key, png, record)
         if self._open.count >= self.max_count:
             self.flush_shard()
@@ -231,16 +433,16 @@ class ShardWriter:
             return
         shard, self._open = self._open, None
         size = shard.commit()
-        self.entries.append(F.ShardEntry(shard.path.name, self._pending_first, shard.count, size))
+        self.entries.append(ShardEntry(shard.path.name, self._pending_first, shard.count, size))
         self._pending_first += shard.count
         self._next_shard += 1
-        F.write_index(self.index_path, self.entries, self.image_size, self.settings)
+        write_index(self.index_path, self.entries, self.image_size, self.settings)
 
     def close(self) -> None:
         """Close the open shard and write the index (always, so an empty set has an index too)."""
         try:
             self.flush_shard()
-            F.write_index(self.index_path, self.entries, self.image_size, self.settings)
+            write_index(self.index_path, self.entries, self.image_size, self.settings)
         finally:
             self._lock.__exit__(None, None, None)
 
@@ -279,7 +481,7 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
     folders = [Path(s) for s in sources] or [out]
     parts: dict[int, tuple[int, Path]] = {}
     for folder in folders:
-        for part, (n, path) in F.part_indexes(folder).items():
+        for part, (n, path) in part_indexes(folder).items():
             if part in parts:
                 raise ValueError(f"part {part} appears twice: {parts[part][1]} and {path}")
             parts[part] = (n, path)
@@ -292,11 +494,11 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
     missing = sorted(set(range(total)) - set(parts))
     if missing:
         raise ValueError(f"parts {missing} of {total} have no index yet (is their collector finished?)")
-    entries: list[F.ShardEntry] = []
+    entries: list[ShardEntry] = []
     settings = image_size = None
     for part in range(total):
         path = parts[part][1]
-        value = F.read_index(path)
+        value = read_index(path)
         if value.get("complete") is False:
             raise ValueError(f"{path}: collector {part} has not finished; re-run it, then merge")
         part_settings = dict(value.get("collection") or {})
@@ -305,17 +507,17 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
             settings, image_size = part_settings, value.get("image_size")
         elif part_settings != settings or value.get("image_size") != image_size:
             raise ValueError(f"{path} was collected with other settings or image size than part 0")
-        for e in F.index_entries(value, path):
+        for e in index_entries(value, path):
             rel = os.path.relpath(path.parent / e.file, out)
-            entries.append(F.ShardEntry(rel, e.first, e.count, e.bytes))
+            entries.append(ShardEntry(rel, e.first, e.count, e.bytes))
     entries.sort(key=lambda e: e.first)
     for a, b in zip(entries, entries[1:]):
         if b.first < a.first + a.count:
             raise ValueError(f"{a.file} and {b.file} overlap (samples {b.first}..{a.first + a.count - 1})")
-    if (out / F.INDEX).is_file() and "merged_parts" not in (F.read_index(out / F.INDEX).get("collection") or {}):
-        raise NotOursError(f"{out / F.INDEX} is the index of a shard set that was not merged from parts; it is never "
+    if (out / INDEX).is_file() and "merged_parts" not in (read_index(out / INDEX).get("collection") or {}):
+        raise NotOursError(f"{out / INDEX} is the index of a shard set that was not merged from parts; it is never "
                            "replaced: merge into another --out")
-    F.claim(out, F.SHARDS_KIND, settings)  # the parts' folder, or a new one
-    F.write_index(out / F.INDEX, entries, tuple(image_size) if image_size else None,
+    claim(out, SHARDS_KIND, settings)  # the parts' folder, or a new one
+    write_index(out / INDEX, entries, tuple(image_size) if image_size else None,
                   {**(settings or {}), "merged_parts": total})
-    return out / F.INDEX
+    return out / INDEX

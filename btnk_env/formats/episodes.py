@@ -46,8 +46,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from btnk_env.collection.formats import DatasetFormatError, exclusive_lock, is_locked, read_json
-from btnk_env.collection.formats import png_bytes as _png_bytes
+from btnk_env.formats.common import DatasetFormatError, exclusive_lock, is_locked, read_json
+from btnk_env.formats.common import png_bytes as _png_bytes
 from models.errors import NotOursError
 from models.files import atomic_write_bytes as _atomic_write_bytes
 from models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, temp_name
