@@ -1,6 +1,6 @@
 """The benchmark suite: ``python -m benchmarks [--quick | --full] [--json out.json]``.
 
-Prints, for this machine: the CPU tier the kernels run at (``models.hardware.cpu_tier``; lower it
+Prints, for this machine: the CPU tier the kernels run at (``btnk_env.models.hardware.cpu_tier``; lower it
 with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` to measure the AVX2 tier) and what it
 lacks; the original btnk_mae against this project side by side, and ONNX Runtime and OpenVINO on the
 same weights (``benchmarks.bench_engines``: batch 1, 8 and 32, fp32/bf16/int8, idle and under a
@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import cpu_tier_line, device_name, matmul_peak_gflops
-from models.hardware import cpu_tier
-from models.kernels import kernel_choice
-from models.precision import auto_precision
+from btnk_env.models.hardware import cpu_tier
+from btnk_env.models.kernels import kernel_choice
+from btnk_env.models.precision import auto_precision
 
 # (preset, (H, W), batch sizes): the default table; --quick trims it, --full adds batch 32 everywhere.
 MODEL_CASES = [
@@ -240,8 +240,8 @@ def _print_precision(table: list) -> None:
 
 
 def _trained_model(device: str):
-    from models import BtnkMAE
-    from models.hub import BUNDLED
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.hub import BUNDLED
 
     for name in BUNDLED:
         try:
@@ -253,7 +253,7 @@ def _trained_model(device: str):
 
 def _compile_table(model, device: str, reps: int) -> list:
     from benchmarks.common import best_time
-    from models.btnk_mae import COMPILE_MODES
+    from btnk_env.models.btnk_mae import COMPILE_MODES
 
     x = torch.randn(8, 3, *model.img_size, device=device)
     rows = []

@@ -31,7 +31,7 @@ CASES = {
 from PIL import Image
 Image.new("1", (13000, 13000)).save(tmp / "big.png")
 print("file_bytes", (tmp / "big.png").stat().st_size, file=sys.stderr)
-from training.datasets import decode_image
+from btnk_env.training.datasets import decode_image
 start = peak()
 decode_image(tmp / "big.png")
 ''',
@@ -63,7 +63,7 @@ rc = main(["collect", "--convert", str(src), "--out", str(tmp / "out"), "--no-pr
 if rc: raise SystemExit(rc)
 ''',
     "dynamics_config_width_16384": r'''
-from models.dynamics import DynamicsConfig, LatentDynamics
+from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
 d = tmp / "dyn"
 LatentDynamics(DynamicsConfig()).save_pretrained(d)
 c = json.loads((d / "config.json").read_text()); c["width"] = 16384
@@ -71,7 +71,7 @@ c = json.loads((d / "config.json").read_text()); c["width"] = 16384
 LatentDynamics.from_pretrained(d)
 ''',
     "mae_config_embed_dim_12288": r'''
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 d = tmp / "mae"
 BtnkMAE("test", img_size=(16, 32)).save_pretrained(d)
 m = json.loads((d / "config.json").read_text())
@@ -101,7 +101,7 @@ try:
 except SystemExit as e:
     outcome = f"exit {{e.code}}"
 except Exception as e:
-    from models.errors import explain
+    from btnk_env.models.errors import explain
     line = explain(e)
     outcome = ("refused: " + line[:150]) if line else f"traceback: {{type(e).__name__}}: {{str(e)[:120]}}"
 print(json.dumps({{"peak_rss_mib": round(peak(), 1), "seconds": round(time.perf_counter() - t0, 2), "outcome": outcome}}))

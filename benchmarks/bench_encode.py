@@ -2,7 +2,7 @@
 
 The bare loop encodes frames already decoded and converted in memory; ``encode_dataset`` (given
 the same loaded model: loading it once, ~0.3 s on an idle machine, is not per-frame work) reads the
-PNGs, decodes them (``--workers`` threads ahead of the model, :mod:`training.frame_reader`), encodes, and writes chunks and the joined arrays, up to
+PNGs, decodes them (``--workers`` threads ahead of the model, :mod:`btnk_env.training.frame_reader`), encodes, and writes chunks and the joined arrays, up to
 the final ``latents.json``. The two are timed in alternation in one
 process (best of ``--reps``, and the paired ratio: median over rounds of that round's bare time over its
 encode time), plus the parts of the difference: PNG decoding alone (a worker's job), and
@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.hardware import cpu_name
+from btnk_env.models.hardware import cpu_name
 
 
 def bench_encode(data: Path, model_name: str = "panorama-rooms-small", batch: int = 64, workers=(0, 1, 2),
                  reps: int = 3, precision: str = "fp32") -> dict:
-    from models import BtnkMAE, frames_to_tensor
-    from models.precision import for_inference
-    from training.datasets import decode_image
-    from training.encode import encode_dataset, open_source
+    from btnk_env.models import BtnkMAE, frames_to_tensor
+    from btnk_env.models.precision import for_inference
+    from btnk_env.training.datasets import decode_image
+    from btnk_env.training.encode import encode_dataset, open_source
 
     files = open_source(data).files
     n = len(files)

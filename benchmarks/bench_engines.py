@@ -1,7 +1,7 @@
 """This project's inference against ONNX Runtime and OpenVINO on the same weights, side by side.
 
 The model (random weights, ``--preset``, 224x224 by default) is exported to ONNX once per graph
-(:mod:`models.backends`) and run by each engine installed (``onnxruntime``, ``openvino``: the
+(:mod:`btnk_env.models.backends`) and run by each engine installed (``onnxruntime``, ``openvino``: the
 ``dev`` extra; an engine that is missing is skipped with a note). Every round times one encode
 and one decode of every contender at every batch size, in turn, so load changes of a shared
 machine hit all alike; per contender it reports the median and best images/s, the spread of its
@@ -46,12 +46,12 @@ from typing import Dict, Iterator, List, Sequence
 
 import torch
 
-from models import BtnkMAE
-from models.backends import ENGINE_PRECISIONS, EngineModel, backend_missing
-from models.files import atomic_write_text
-from models.hardware import cpu_name, cpu_tier
-from models.precision import for_inference
-from models.threads import decide_again, inference_threads
+from btnk_env.models import BtnkMAE
+from btnk_env.models.backends import ENGINE_PRECISIONS, EngineModel, backend_missing
+from btnk_env.models.files import atomic_write_text
+from btnk_env.models.hardware import cpu_name, cpu_tier
+from btnk_env.models.precision import for_inference
+from btnk_env.models.threads import decide_again, inference_threads
 
 SCHEMA = "btnk-engines/1"
 LOADS = ("none", "matmul", "encode")
@@ -66,8 +66,8 @@ while True:
 
 _ENCODE_LOOP = """
 import sys, torch
-from models import BtnkMAE
-from models.precision import for_inference
+from btnk_env.models import BtnkMAE
+from btnk_env.models.precision import for_inference
 model = for_inference(BtnkMAE(sys.argv[1]).eval())  # this package's default threads and backend
 x = torch.randn(8, 3, *model.img_size)
 with torch.inference_mode():

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import sdpa_flop_count
 
 from benchmarks.common import best_time, flops_per_call, matmul_candidates, peak_memory_mib, reset_peak_memory
-from models import BtnkMAE, frames_to_tensor
-from models.kernels import fused_kernels
-from models.precision import check_precision, for_inference
+from btnk_env.models import BtnkMAE, frames_to_tensor
+from btnk_env.models.kernels import fused_kernels
+from btnk_env.models.precision import check_precision, for_inference
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -131,8 +131,7 @@ def time_breakdown(model: BtnkMAE, batch: int = 8, reps: int = 3, device: str = 
     matmul peak rate, i.e. as if everything but the linear layers were free and attention ran
     at peak.
     """
-    import models.layers as layers
-
+    import btnk_env.models.layers as layers
     if torch.device(device).type != "cpu":
         raise ValueError("the time breakdown times synchronous CPU kernels; run it with device='cpu'")
     torch.manual_seed(0)
@@ -230,7 +229,7 @@ def real_images(size: tuple[int, int], device: str = "cpu") -> torch.Tensor:
 
 def psnr_normalized(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB between two ImageNet-normalized batches, compared as [0, 1] pixels."""
-    from models import denormalize
+    from btnk_env.models import denormalize
 
     mse = F.mse_loss(denormalize(a.float()).clamp(0, 1), denormalize(b.float()).clamp(0, 1)).item()
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
@@ -239,7 +238,7 @@ def psnr_normalized(a: torch.Tensor, b: torch.Tensor) -> float:
 def precision_table(model: BtnkMAE, batch: int = 8, reps: int = 3, device: str = "cpu",
                     precisions=("fp32", "auto", "bf16", "int8", "fp16")) -> list[dict]:
     """Speed of each precision against fp32 and its error on real images. ``"auto"`` is the
-    precision :func:`models.precision.auto_precision` picks here (its row says which). Every
+    precision :func:`btnk_env.models.precision.auto_precision` picks here (its row says which). Every
     precision is timed in each of ``reps`` rounds, in turn with fp32, and the best is kept."""
     x = real_images(model.img_size, device)
     bench_x = torch.randn(batch, 3, *model.img_size, device=device)

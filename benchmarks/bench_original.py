@@ -3,7 +3,7 @@
 The original code (github grasp-lyrl/btnk_mae at 0fa9f5f, unmodified) lies in
 ``../shared/upstream`` beside a checkout of the project (``BTNK_UPSTREAM`` overrides); users'
 machines do not have it, and then the comparison is skipped with a note. Both models get the
-same weights (this project's, converted with :func:`models.checkpoint.to_original`); each
+same weights (this project's, converted with :func:`btnk_env.models.checkpoint.to_original`); each
 round times one encode and one decode of every contender at every batch size, in turn, so
 that load changes on a shared machine hit all of them alike. Two ratios to the original are
 reported: best round over best round, and the median over rounds of each round's own ratio
@@ -31,15 +31,15 @@ from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 
-from models import BtnkMAE
-from models.checkpoint import to_original
-from models.files import atomic_write_text
-from models.kernels import fused_kernels
+from btnk_env.models import BtnkMAE
+from btnk_env.models.checkpoint import to_original
+from btnk_env.models.files import atomic_write_text
+from btnk_env.models.kernels import fused_kernels
 
 UPSTREAM = Path(os.environ.get("BTNK_UPSTREAM", Path(__file__).resolve().parents[2] / "shared" / "upstream"))
 
 #: Our contenders: ``default`` is what the package picked for this machine, ``plain`` and
-#: ``fused`` force one kernel path (:func:`models.kernels.fused_kernels`).
+#: ``fused`` force one kernel path (:func:`btnk_env.models.kernels.fused_kernels`).
 KERNEL_MODES = ("default", "plain", "fused")
 
 

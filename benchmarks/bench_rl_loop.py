@@ -40,9 +40,9 @@ def bench_rl_loop(envs: int = 4, height: int = 128, model_name: str = "panorama-
     import gymnasium as gym
 
     from btnk_env import BtnkMAEVectorObservation
-    from models import BtnkMAE
-    from models.hardware import cpu_name, cpu_tier
-    from models.threads import inference_threads
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.hardware import cpu_name, cpu_tier
+    from btnk_env.models.threads import inference_threads
 
     vec = gym.vector.AsyncVectorEnv([_make_env(height) for _ in range(envs)])
     env = BtnkMAEVectorObservation(vec, BtnkMAE.from_pretrained(model_name))  # decides the threads now
@@ -90,7 +90,7 @@ def main() -> None:
     result = bench_rl_loop(args.envs, args.height, args.model, args.steps, args.rounds, args.threads)
     print(json.dumps(result, indent=1))
     if args.json:
-        from models.files import atomic_write_text
+        from btnk_env.models.files import atomic_write_text
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")

@@ -40,7 +40,7 @@ from benchmarks.bench_wrappers import StaticFrameEnv  # noqa: E402
 from benchmarks.common import cpu_tier_line  # noqa: E402
 from btnk_env import BtnkMAEObservation  # noqa: E402
 from btnk_env.sb3_vec import latent_vec_env  # noqa: E402
-from models import BtnkMAE  # noqa: E402
+from btnk_env.models import BtnkMAE  # noqa: E402
 
 
 def _episodes(frame: np.ndarray, length: int = 50) -> gym.Env:

@@ -37,11 +37,11 @@ def bench_train(preset: str = "small", batch_size: int = 8, img_size: Sequence[i
     import torch
 
     from benchmarks.common import peak_memory_mib
-    from models import BtnkMAE
-    from training.distributed import resolve_device
-    from training.losses import bottleneck_losses
-    from training.lr_sched import param_groups
-    from training.trainer import prepare_model
+    from btnk_env.models import BtnkMAE
+    from btnk_env.training.distributed import resolve_device
+    from btnk_env.training.losses import bottleneck_losses
+    from btnk_env.training.lr_sched import param_groups
+    from btnk_env.training.trainer import prepare_model
 
     if threads:
         torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ from benchmarks.common import best_time, device_name
 from btnk_env.video import decode_rollout
 from btnk_env.video.io import write_gif, write_mp4
 from btnk_env.video.layout import comparison_frames
-from models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from btnk_env.models import BtnkMAE, frames_to_tensor, tensor_to_frames
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -32,8 +32,8 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from btnk_env import BtnkMAEObservation, BtnkMAEVectorObservation  # noqa: E402
-from models import BtnkMAE, frames_to_tensor  # noqa: E402
-from models.device import resolve_device  # noqa: E402
+from btnk_env.models import BtnkMAE, frames_to_tensor  # noqa: E402
+from btnk_env.models.device import resolve_device  # noqa: E402
 
 
 class StaticFrameEnv(gym.Env):

@@ -70,7 +70,7 @@ def matmul_candidates(dtype: torch.dtype, device: torch.device | str = "cpu", n:
     """``(label, flops, fn)`` for the matrix multiplies the peak is taken over: square ``n x n``
     products and the ViT-B linear shapes, each with a plain weight and (on the CPU) with the
     oneDNN-packed weight the model's fused kernels use."""
-    from models.kernels import _bf16_supported, fused_kernels_available
+    from btnk_env.models.kernels import _bf16_supported, fused_kernels_available
 
     shapes = [(n, n, n), (1576, 768, 3072), (1576, 3072, 768), (1576, 768, 2304)]
     # oneDNN packs bf16 weights only where it runs bf16 (AVX-512 or AVX-NE-CONVERT; not on AVX2)
@@ -105,7 +105,7 @@ def flops_per_call(fn: Callable[[], object]) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    from models.kernels import fused_kernels
+    from btnk_env.models.kernels import fused_kernels
 
     def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
         return sdpa_flop_count(query_shape, key_shape, value_shape)
@@ -120,13 +120,13 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from models.hardware import cpu_name
+    from btnk_env.models.hardware import cpu_name
 
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def cpu_tier_line() -> str:
-    """The CPU, its thread count and the tier the kernels run at (see :mod:`models.hardware`)."""
-    from models.hardware import cpu_tier
+    """The CPU, its thread count and the tier the kernels run at (see :mod:`btnk_env.models.hardware`)."""
+    from btnk_env.models.hardware import cpu_tier
 
     return f"{device_name('cpu')}: {cpu_tier().describe()}"

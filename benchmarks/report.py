@@ -236,7 +236,7 @@ def pages() -> List[Path]:
 
 def update(check: bool) -> int:
     """Rewrite (or, with ``check``, compare) every generated table; returns the exit status."""
-    from models.files import atomic_write_text
+    from btnk_env.models.files import atomic_write_text
 
     stale = []
     for path in pages():
@@ -292,7 +292,7 @@ def measure_docs() -> dict:
     from benchmarks.bench_env import bench_env
     from benchmarks.bench_wrappers import benchmark_wrappers
     from benchmarks.common import matmul_peak_gflops
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     peak = matmul_peak_gflops(torch.float32, "cpu")
     rows = []
@@ -312,7 +312,7 @@ def measure_video() -> dict:
     import torch
 
     from benchmarks.bench_video import run
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     cases = (("base", (224, 224), (1, 8)), ("small", (256, 512), (1, 8)))
     return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name},
@@ -323,7 +323,7 @@ def measure_train() -> dict:
     import torch
 
     from benchmarks.bench_train import bench_in_subprocess
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name},
             "train": [bench_in_subprocess(preset="small", batch_size=8, img_size=(224, 224), steps=3, precision="fp32", device="cpu")]}
@@ -338,7 +338,7 @@ def measure_demo() -> dict:
         wall = time.perf_counter() - start
         demo = json.loads((Path(tmp) / "report.json").read_text())
     demo.pop("files", None)
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "demo": {**demo, "wall_s": round(wall, 1)}}
 
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("names", nargs="+", choices=sorted(MEASURES))
     args = parser.parse_args(argv)
     if args.command == "measure":
-        from models.files import atomic_write_text
+        from btnk_env.models.files import atomic_write_text
 
         RESULTS.mkdir(parents=True, exist_ok=True)
         for name in args.names:

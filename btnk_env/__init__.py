@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "BtnkMAE": "btnk_env.models",
+    "frames_to_tensor": "btnk_env.models",
+    "LatentDynamics": "btnk_env.models.dynamics",
     "BtnkMAEObservation": "btnk_env.wrappers",
     "BtnkMAEVectorObservation": "btnk_env.wrappers",
     "BtnkMAEFeaturesExtractor": "btnk_env.sb3",

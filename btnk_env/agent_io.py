@@ -34,7 +34,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 __all__ = ["AgentFileError", "LoadedAgent", "load_agent", "POLICIES"]
 

@@ -7,7 +7,7 @@ breaks another. A subcommand module exposes:
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``
 - ``run(args: argparse.Namespace) -> int | None`` (the exit status; ``None`` means 0)
 
-Errors take one path (:func:`models.errors.explain`): an input error (a :class:`models.errors.BtnkEnvError`, a
+Errors take one path (:func:`btnk_env.models.errors.explain`): an input error (a :class:`btnk_env.models.errors.BtnkEnvError`, a
 ``ValueError``/``TypeError``/``KeyError`` raised by a check in this project's own code) or an
 expected operating-system error (no space left, permission denied, read-only file system, a file
 or folder in the way, a missing file) is printed as one line, ``btnk-env <command>: <problem>.
@@ -28,16 +28,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("btnk_env.info", "print versions, devices and the model presets"),
     "config": ("btnk_env.recipes", "list, show or copy the shipped training configs"),
     "collect": ("btnk_env.collection.collect", "walk a panorama environment and write a panorama dataset"),
-    "train": ("training.cli", "train or finetune a bottleneck MAE from a config"),
-    "eval": ("training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
+    "train": ("btnk_env.training.cli", "train or finetune a bottleneck MAE from a config"),
+    "eval": ("btnk_env.training.evaluate", "report PSNR/SSIM of a checkpoint on an image folder"),
     "video": ("btnk_env.video.cli", "decode a latent rollout into a video"),
     "export-scene": ("btnk_env.envs.export_scene", "export a built-in apartment as a .glb scene that Habitat-Sim loads"),
     "pointnav": ("btnk_env.envs.pointnav", "write a habitat-lab PointNav episode dataset (.json.gz) for a Habitat scene"),
-    "encode": ("training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
-    "train-dynamics": ("training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
-    "eval-dynamics": ("training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),
+    "encode": ("btnk_env.training.encode", "encode a panorama or episode dataset into latents (resumable, torchrun)"),
+    "train-dynamics": ("btnk_env.training.dynamics", "train a latent dynamics model (world model) on latent episodes"),
+    "eval-dynamics": ("btnk_env.training.dynamics_eval", "evaluate a dynamics model open loop vs copy-last and ridge"),
     "imagine": ("btnk_env.imagine", "imagine open loop with a dynamics model and write a truth/imagined/error video"),
-    "train-goal-distance": ("training.goal_distance", "train the goal-distance head (the planning cost) in the built-in world"),
+    "train-goal-distance": ("btnk_env.training.goal_distance", "train the goal-distance head (the planning cost) in the built-in world"),
     "plan": ("btnk_env.planning.cli", "plan to a goal view in imagination and act; video of the plans, or an evaluation"),
 }
 
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"btnk-env {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    from models.errors import run_cli  # here, not at the top: importing models imports torch (~1.4 s)
+    from btnk_env.models.errors import run_cli  # here, not at the top: importing models imports torch (~1.4 s)
 
     return run_cli(module.run, args, f"btnk-env {name}")
 

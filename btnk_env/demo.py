@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_demo_model(name: str):
     """The shipped model (or ``name``); a random ``tiny`` model with a warning if it is missing."""
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     try:
         return BtnkMAE.from_pretrained(name), None
@@ -86,13 +86,13 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     from btnk_env.video.io import check_video_path, write_video
     from btnk_env.video.layout import comparison_frames
     from btnk_env.wrappers import BtnkMAEObservation
-    from models import resize_frames
-    from models.device import resolve_device
-    from models.metrics import psnr
+    from btnk_env.models import resize_frames
+    from btnk_env.models.device import resolve_device
+    from btnk_env.models.metrics import psnr
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    from models.files import atomic_writer, atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+    from btnk_env.models.files import atomic_writer, atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
 
     out = Path(out)
     check_replaceable_dir(out, "demo", "choose another --out folder", _earlier_demo)  # before any work
@@ -186,7 +186,7 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
     from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
     from btnk_env.imagine import imagine_video, load_pair, planned_rollout, psnr_beside_copy_last
     from btnk_env.video.io import check_video_path, write_video
-    from models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+    from btnk_env.models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")

@@ -1,6 +1,6 @@
 """``btnk-env imagine``: watch what the latent dynamics model imagines.
 
-From ``K`` real context frames, the dynamics model (:class:`models.dynamics.LatentDynamics`) imagines open
+From ``K`` real context frames, the dynamics model (:class:`btnk_env.models.dynamics.LatentDynamics`) imagines open
 loop, the encoder's decoder renders every imagined latent (:func:`btnk_env.video.decode_rollout`), and a
 truth / imagined / error video is written (:func:`btnk_env.video.comparison_frames`: context frames
 framed green, imagined ones red). Two sources of actions:
@@ -112,7 +112,7 @@ def planned_rollout(env, seed: int, context: int, horizon: int) -> Tuple[np.ndar
 def encode_frames(encoder, frames: np.ndarray) -> torch.Tensor:
     """``(T, H, W, 3)`` uint8 -> ``(T, D)`` float32 CPU latents, with the wrappers' conversion (as ``btnk-env encode``)."""
     from btnk_env.wrappers.frames import target_size
-    from models import frames_to_tensor
+    from btnk_env.models import frames_to_tensor
 
     x = frames_to_tensor(frames, size=target_size(frames.shape[1:3], encoder))
     with torch.no_grad():
@@ -121,9 +121,9 @@ def encode_frames(encoder, frames: np.ndarray) -> torch.Tensor:
 
 def load_pair(dynamics: str, encoder_name: Optional[str], num_actions: int):
     """The dynamics model and its encoder, checked: latent width, action count, encoder weights."""
-    from models import BtnkMAE
-    from models.dynamics import LatentDynamics
-    from models.identity import model_sha256
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.dynamics import LatentDynamics
+    from btnk_env.models.identity import model_sha256
 
     dyn = LatentDynamics.from_pretrained(dynamics)
     encoder = BtnkMAE.from_pretrained(encoder_name or dyn.config.encoder or "panorama-rooms-small").eval()
@@ -145,7 +145,7 @@ def imagine_video(dyn, encoder, frames: np.ndarray, actions: np.ndarray,
     """
     from btnk_env.video import decode_rollout
     from btnk_env.video.layout import comparison_frames
-    from models import resize_frames
+    from btnk_env.models import resize_frames
 
     k = dyn.config.context if context is None else context
     if len(frames) < k + 1 or len(actions) != len(frames) - 1:
@@ -170,7 +170,7 @@ def psnr_beside_copy_last(truth: np.ndarray, decoded: np.ndarray, context: int) 
     Returns:
         ``(imagined, copy_last)``: ``(..., T - K)`` dB each.
     """
-    from models.metrics import psnr
+    from btnk_env.models.metrics import psnr
 
     k = context
     held = np.repeat(decoded[..., k - 1:k, :, :, :], truth.shape[-4] - k, axis=-4)  # (..., T - K, h, w, 3)
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.episodes) == bool(args.plan):
         print("btnk-env imagine: give either --episodes FOLDER (recorded actions) or --plan (built-in world)")
         return 2
-    # input errors (a bad folder, model or episode) become one line via models.errors.run_cli
+    # input errors (a bad folder, model or episode) become one line via btnk_env.models.errors.run_cli
     check_video_path(args.out)
     if args.episodes:
         from btnk_env.formats.episodes import EpisodeFolder

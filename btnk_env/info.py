@@ -17,13 +17,13 @@ def collect_info() -> dict:
     import torch
 
     from btnk_env import __version__
-    from models.config import PRESETS
-    from models.hardware import cpu_name, cpu_tier
-    from models.hub import BUNDLED, RELEASES
-    from models.kernels import kernel_choice
-    from models.backends import backend_choice
-    from models.precision import auto_precision
-    from models.threads import inference_threads
+    from btnk_env.models.config import PRESETS
+    from btnk_env.models.hardware import cpu_name, cpu_tier
+    from btnk_env.models.hub import BUNDLED, RELEASES
+    from btnk_env.models.kernels import kernel_choice
+    from btnk_env.models.backends import backend_choice
+    from btnk_env.models.precision import auto_precision
+    from btnk_env.models.threads import inference_threads
 
     tier = cpu_tier()
     fused, why = kernel_choice()

@@ -173,13 +173,13 @@ def make_policy(spec: str, env: Any, policy_model: Any = "panorama-rooms-small",
         if env.action_space.n != 3:
             raise ValueError(f"the explorer drives Discrete(3) worlds (forward, left, right); this one has {env.action_space}")
         return ExplorerPolicy()
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     path = SHIPPED_AGENT if spec == "shipped" else Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--policy {spec!r} is not one of {POLICIES + ('shipped',)} nor 'planner' nor an agent file")
     if isinstance(policy_model, (str, os.PathLike)):  # ours to place
-        from models.device import resolve_device
+        from btnk_env.models.device import resolve_device
 
         model = BtnkMAE.from_pretrained(policy_model, map_location=resolve_device(device))
     else:  # the caller's model runs where it is

@@ -11,7 +11,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 __all__ = ["config_dir", "config_names", "config_path"]
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "show":
         print(path.read_text(), end="")
         return 0
-    from models.files import atomic_write_text
+    from btnk_env.models.files import atomic_write_text
 
     dest = args.dest / path.name if args.dest.is_dir() else args.dest
     if dest.exists():

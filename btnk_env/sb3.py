@@ -24,8 +24,8 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from models import BtnkMAE
-from models.image import normalize
+from btnk_env.models import BtnkMAE
+from btnk_env.models.image import normalize
 
 __all__ = ["BtnkMAEFeaturesExtractor", "LRScaledAdam", "btnk_policy_kwargs", "lr_scaled"]
 

@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from btnk_env.wrappers.spaces import LATENT_KEY
 from btnk_env.wrappers.vector import BtnkMAEVectorObservation
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 
 __all__ = ["SB3VecEnv", "latent_vec_env"]
 

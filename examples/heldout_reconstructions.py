@@ -15,9 +15,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from btnk_env.video.layout import psnr
-from models import BtnkMAE, frames_to_tensor, tensor_to_frames
-from models.files import atomic_path
-from models.image_file import read_image
+from btnk_env.models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from btnk_env.models.files import atomic_path
+from btnk_env.models.image_file import read_image
 
 
 def load_frames(folder: Path, count: int, stride: int) -> tuple[list[str], np.ndarray]:

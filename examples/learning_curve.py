@@ -5,7 +5,7 @@
     python examples/learning_curve.py ... --watch 300     # keep evaluating new checkpoints every 5 minutes
 
 Every checkpoint of the run (``checkpoint-epoch*.pth`` and ``checkpoint-latest.pth``, at whatever
-step it holds when read) is evaluated once with :func:`training.evaluate.evaluate` (the figures of
+step it holds when read) is evaluated once with :func:`btnk_env.training.evaluate.evaluate` (the figures of
 ``btnk-env eval``: reconstruction through the latent, compared in [0, 1]); results accumulate in
 ``RUN/learning_curve.json`` (keyed by step, written atomically), so the script can run
 again, or in a loop, while the training goes on. Wall time is the checkpoint's modification time
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from models import BtnkMAE
-from models.files import atomic_write_text
-from training.checkpointing import LATEST, load_checkpoint
-from training.datasets import build_dataset
-from training.evaluate import evaluate
-from models.image_file import save_png
+from btnk_env.models import BtnkMAE
+from btnk_env.models.files import atomic_write_text
+from btnk_env.training.checkpointing import LATEST, load_checkpoint
+from btnk_env.training.datasets import build_dataset
+from btnk_env.training.evaluate import evaluate
+from btnk_env.models.image_file import save_png
 
 
 def write_json(path: Path, value: dict) -> None:

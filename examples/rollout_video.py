@@ -31,7 +31,7 @@ from btnk_env.imagine import encode_frames, load_pair, psnr_beside_copy_last
 from btnk_env.video import decode_rollout
 from btnk_env.video.io import check_video_path, write_video
 from btnk_env.video.layout import comparison_frames, comparison_strip
-from models import resize_frames
+from btnk_env.models import resize_frames
 
 
 def collect(env: PanoramaRoomsEnv, seed: int, steps: int, rng: np.random.Generator):
@@ -101,7 +101,7 @@ def main() -> None:
 def write_video_still(path: str, image: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    from models.files import atomic_path
+    from btnk_env.models.files import atomic_path
 
     with atomic_path(path, ".png") as tmp:
         iio.imwrite(tmp, image, extension=".png", optimize=True)

@@ -53,10 +53,10 @@ from stable_baselines3 import PPO  # noqa: E402
 import btnk_env  # noqa: E402,F401  (registers the environments)
 from btnk_env import BtnkMAEObservation  # noqa: E402
 from btnk_env.sb3_vec import latent_vec_env  # noqa: E402
-from models import PRESETS, BtnkMAE  # noqa: E402
-from models.device import resolve_device  # noqa: E402
-from models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
-from models.image_file import read_image  # noqa: E402
+from btnk_env.models import PRESETS, BtnkMAE  # noqa: E402
+from btnk_env.models.device import resolve_device  # noqa: E402
+from btnk_env.models.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from btnk_env.models.image_file import read_image  # noqa: E402
 
 ENV_ID = "btnk_env/PanoramaRooms-v0"
 EVAL_SEED = 100_000  # evaluation layouts: seeds EVAL_SEED + i, never drawn in training

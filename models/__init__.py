@@ -3,12 +3,12 @@
 >>> from models import BtnkMAE, BtnkMAEConfig
 """
 
-import models.threads  # noqa: F401  (records torch's start-up thread count, see models.threads)
-from models.btnk_mae import BtnkMAE, BtnkMAEOutput
-from models.checkpoint import CheckpointError
-from models.config import PRESETS, BtnkMAEConfig
-from models.hub import DownloadError
-from models.image import (
+import btnk_env.models.threads  # noqa: F401  (records torch's start-up thread count, see btnk_env.models.threads)
+from btnk_env.models.btnk_mae import BtnkMAE, BtnkMAEOutput
+from btnk_env.models.checkpoint import CheckpointError
+from btnk_env.models.config import PRESETS, BtnkMAEConfig
+from btnk_env.models.hub import DownloadError
+from btnk_env.models.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     denormalize,

@@ -1,10 +1,10 @@
 """Inference backends: this package's own PyTorch path, or the encoder and decoder exported to
 ONNX (opset 18) and run by ONNX Runtime or OpenVINO on the CPU.
 
-``for_inference(model, precision, backend=...)`` (:mod:`models.precision`) takes the backend:
+``for_inference(model, precision, backend=...)`` (:mod:`btnk_env.models.precision`) takes the backend:
 
 - ``"torch"``: the model itself (fp32) or a converted copy, the fused kernels of
-  :mod:`models.kernels`; follows later weight changes of the model (fp32).
+  :mod:`btnk_env.models.kernels`; follows later weight changes of the model (fp32).
 - ``"onnxruntime"``: fp32 and int8 (dynamic quantization of the exported graph's MatMuls).
 - ``"openvino"``: fp32 and bf16 (``INFERENCE_PRECISION_HINT``).
 - ``"auto"``: the fastest of those measured for this CPU tier and precision
@@ -16,7 +16,7 @@ An engine runs a snapshot: the model's weights as they were when :class:`EngineM
 built (the model itself is not changed), exported once per input size at the first call of
 that size (about a second for ViT-B). fp32 outputs equal the torch path's within 1e-5 (tested).
 Engines run on the CPU only and with the thread count torch runs with
-(:func:`models.threads.inference_threads`).
+(:func:`btnk_env.models.threads.inference_threads`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 #: What a caller may ask for: a backend of :data:`BACKENDS` or ``"auto"``.
 CHOICES = ("auto",) + BACKENDS
 ENV_VAR = "BTNK_BACKEND"
-#: The precisions each engine is offered in (``torch``: all of :data:`models.precision.PRECISIONS`).
+#: The precisions each engine is offered in (``torch``: all of :data:`btnk_env.models.precision.PRECISIONS`).
 ENGINE_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
 #: ``(CPU tier name, precision) -> backend``: where an engine measured faster than the torch path
 #: for encode and decode at batch 1, 8 and 32 (paired ratios, ``benchmarks/results/engines-*.json``).
@@ -69,7 +69,7 @@ def backend_choice(precision: str = "fp32") -> Tuple[str, str]:
 
 
 def _choose(precision: str) -> Tuple[str, str]:
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     forced = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if forced not in CHOICES:

@@ -1,7 +1,7 @@
 """``BtnkMAE``: the bottleneck masked autoencoder (encoder + decoder), its math and public API.
 
 Loading and saving (every format, file names, the training-checkpoint layout) live in
-:mod:`models.checkpoint`; the classmethods here only reach them.
+:mod:`btnk_env.models.checkpoint`; the classmethods here only reach them.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from models import checkpoint as ckpt
-from models.config import BtnkMAEConfig, ImageSize, check_img_size
-from models.decoder import BtnkDecoder
-from models.encoder import BtnkEncoder
-from models.patch_embed import patchify, unpatchify
+from btnk_env.models import checkpoint as ckpt
+from btnk_env.models.config import BtnkMAEConfig, ImageSize, check_img_size
+from btnk_env.models.decoder import BtnkDecoder
+from btnk_env.models.encoder import BtnkEncoder
+from btnk_env.models.patch_embed import patchify, unpatchify
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -158,17 +158,17 @@ class BtnkMAE(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise TypeError(
                 f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}; "
-                f"for uint8 frames use models.frames_to_tensor(frames)"
+                f"for uint8 frames use btnk_env.models.frames_to_tensor(frames)"
             )
         if images.ndim != 4 or images.shape[1] != self.config.in_chans:
             raise ValueError(
                 f"images must be (B, 3, H, W), got shape {tuple(images.shape)}"
-                + ("; for (B, H, W, 3) frames use models.frames_to_tensor" if images.ndim == 4 and images.shape[-1] == 3 else "")
+                + ("; for (B, H, W, 3) frames use btnk_env.models.frames_to_tensor" if images.ndim == 4 and images.shape[-1] == 3 else "")
             )
         if not images.is_floating_point():
             raise TypeError(
                 f"images must be float and ImageNet-normalized, got dtype {images.dtype}; "
-                f"for uint8 frames use models.frames_to_tensor(frames)"
+                f"for uint8 frames use btnk_env.models.frames_to_tensor(frames)"
             )
         h, w = images.shape[-2:]
         if h % self.patch_size or w % self.patch_size or h == 0 or w == 0:
@@ -303,22 +303,22 @@ class BtnkMAE(nn.Module):
     # ------------------------------------------------------------------ loading and saving
     def save_pretrained(self, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (see
-        :func:`models.checkpoint.save_pretrained`); ``dtype`` (e.g. ``torch.float16``) stores the
+        :func:`btnk_env.models.checkpoint.save_pretrained`); ``dtype`` (e.g. ``torch.float16``) stores the
         weights at that precision to halve the file; they load back as float32."""
         return ckpt.save_pretrained(self, directory, dtype)
 
     def push_to_hub(self, repo_id: str, **card: Any) -> str:
         """Upload to the Hub model repository ``repo_id`` (``model.safetensors``, ``config.json``
         and a generated model card; ``card``: ``training_data``, ``commands``, ``evaluation``,
-        ``description``, ``private``, ``token``, see :func:`models.hub_push.push_to_hub`).
+        ``description``, ``private``, ``token``, see :func:`btnk_env.models.hub_push.push_to_hub`).
         ``BtnkMAE.from_pretrained("hf:" + repo_id)`` loads it back."""
-        from models.hub_push import push_to_hub
+        from btnk_env.models.hub_push import push_to_hub
 
         return push_to_hub(self, repo_id, kind="btnk_mae", **card)
 
     @classmethod
     def from_pretrained(cls, name_or_path: PathLike, *, map_location: Any = "cpu", **overrides: Any) -> "BtnkMAE":
-        """Load a model, in eval mode (see :func:`models.checkpoint.load_pretrained`).
+        """Load a model, in eval mode (see :func:`btnk_env.models.checkpoint.load_pretrained`).
 
         Args:
             name_or_path: a folder written by :meth:`save_pretrained` (or its ``.safetensors``
@@ -341,6 +341,6 @@ class BtnkMAE(nn.Module):
         Patch embedding, blocks, norm, CLS token and MAE's decoder are loaded; the bottleneck
         parts (decoder queries, cross-attention) keep their fresh initialisation. Position
         tables are the fixed sin-cos ones. With ``act_fn=None``, :meth:`encode` returns MAE's
-        CLS token for an unmasked image (see :func:`models.checkpoint.load_mae`).
+        CLS token for an unmasked image (see :func:`btnk_env.models.checkpoint.load_mae`).
         """
         return ckpt.load_mae(cls, path, preset_or_config, **overrides)

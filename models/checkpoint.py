@@ -31,12 +31,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
-from models.config import STANDARD_HEADS, BtnkMAEConfig
-from models.errors import BtnkEnvError
-from models.files import atomic_path, atomic_write_text, claim_dir
-from models.hub import BUNDLED, RELEASES, bundled_path, download_release, release_filename
-from models.hub_push import download_repo, repo_id_of
-from models.pos_embed import sincos_pos_embed
+from btnk_env.models.config import STANDARD_HEADS, BtnkMAEConfig
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.files import atomic_path, atomic_write_text, claim_dir
+from btnk_env.models.hub import BUNDLED, RELEASES, bundled_path, download_release, release_filename
+from btnk_env.models.hub_push import download_repo, repo_id_of
+from btnk_env.models.pos_embed import sincos_pos_embed
 
 StateDict = Dict[str, torch.Tensor]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -341,7 +341,7 @@ def save_pretrained(model: torch.nn.Module, directory: PathLike, dtype: Optional
     ``directory`` (atomically per file); ``dtype`` stores the weights at that precision.
 
     ``directory`` must be new, empty, or a model folder written here (it is marked as such,
-    :mod:`models.files`); a folder of other files is refused.
+    :mod:`btnk_env.models.files`); a folder of other files is refused.
     """
     from safetensors.torch import save_file
 

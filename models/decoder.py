@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.config import BtnkMAEConfig
-from models.kernels import linear, linear_add, linear_gelu
-from models.layers import LAYER_NORM_EPS, Block
-from models.pos_embed import SincosTables, resample_grid_tokens, sincos_pos_embed
+from btnk_env.models.config import BtnkMAEConfig
+from btnk_env.models.kernels import linear, linear_add, linear_gelu
+from btnk_env.models.layers import LAYER_NORM_EPS, Block
+from btnk_env.models.pos_embed import SincosTables, resample_grid_tokens, sincos_pos_embed
 
 
 class SingleKeyAttention(nn.Module):

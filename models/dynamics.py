@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.files import atomic_path, atomic_write_text, claim_dir
+from btnk_env.models.files import atomic_path, atomic_write_text, claim_dir
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -180,8 +180,8 @@ class LatentDynamics(nn.Module):
     def push_to_hub(self, repo_id: str, **card: Any) -> str:
         """Upload to the Hub model repository ``repo_id`` with a generated model card (``card``:
         ``training_data``, ``commands``, ``evaluation``, ``description``, ``private``, ``token``;
-        see :func:`models.hub_push.push_to_hub`); load it back with ``from_pretrained("hf:" + repo_id)``."""
-        from models.hub_push import push_to_hub
+        see :func:`btnk_env.models.hub_push.push_to_hub`); load it back with ``from_pretrained("hf:" + repo_id)``."""
+        from btnk_env.models.hub_push import push_to_hub
 
         return push_to_hub(self, repo_id, kind="latent_dynamics", **card)
 
@@ -191,7 +191,7 @@ class LatentDynamics(nn.Module):
         Hub model ``hf:owner/name``, in eval mode."""
         from safetensors.torch import load_file
 
-        from models.hub_push import download_repo, repo_id_of
+        from btnk_env.models.hub_push import download_repo, repo_id_of
 
         folder = Path(name_or_path)
         repo_id = repo_id_of(str(name_or_path))
@@ -202,7 +202,7 @@ class LatentDynamics(nn.Module):
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
             raise FileNotFoundError(f"{name_or_path}: not a dynamics model folder (config.json + model.safetensors) "
                                     f"nor a bundled dynamics model {sorted(BUNDLED_DYNAMICS)}")
-        from models.checkpoint import CheckpointError, build_for_weights
+        from btnk_env.models.checkpoint import CheckpointError, build_for_weights
 
         try:
             values = json.loads((folder / "config.json").read_text())

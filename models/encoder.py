@@ -7,10 +7,10 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from models.config import ACTIVATIONS, BtnkMAEConfig
-from models.layers import LAYER_NORM_EPS, Block
-from models.patch_embed import PatchEmbed
-from models.pos_embed import SincosTables, sincos_pos_embed
+from btnk_env.models.config import ACTIVATIONS, BtnkMAEConfig
+from btnk_env.models.layers import LAYER_NORM_EPS, Block
+from btnk_env.models.patch_embed import PatchEmbed
+from btnk_env.models.pos_embed import SincosTables, sincos_pos_embed
 
 
 class BtnkEncoder(nn.Module):

@@ -2,7 +2,7 @@
 
 :class:`BtnkEnvError` (a ``ValueError``) is the base of every input error of the package; its
 message names the problem and the fix. :func:`explain` is the command lines' single error path
-(``btnk-env``, ``python -m training``): an input error (a :class:`BtnkEnvError`, or a
+(``btnk-env``, ``python -m btnk_env.training``): an input error (a :class:`BtnkEnvError`, or a
 ``ValueError``/``TypeError``/``KeyError`` raised by a check in this project's own code) or an
 expected operating-system error (no space left, permission denied, read-only file system, a file
 or folder in the way, a missing file) becomes one line, ``<problem>. <fix>``, printed after

@@ -39,7 +39,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Union
 
-from models.errors import NotOursError
+from btnk_env.models.errors import NotOursError
 
 __all__ = [
     "OWNER_MARKER",

@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.dynamics import DynamicsMismatchError
-from models.files import atomic_path, atomic_write_text, claim_dir
+from btnk_env.models.dynamics import DynamicsMismatchError
+from btnk_env.models.files import atomic_path, atomic_write_text, claim_dir
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -53,7 +53,7 @@ class GoalDistanceConfig:
     """Targets are clipped here: farther than this is "far"."""
     encoder: str = ""
     encoder_sha256: str = ""
-    """Parameter hash (``training.encode.model_sha256``) of the encoder whose latents it reads."""
+    """Parameter hash (``btnk_env.training.encode.model_sha256``) of the encoder whose latents it reads."""
     dynamics: str = ""
     dynamics_sha256: str = ""
     """Parameter hash of the dynamics model whose imagined latents it was trained on."""
@@ -131,7 +131,7 @@ class GoalDistance(nn.Module):
 
     def check_compatible(self, latent_dim: int, encoder_sha256: Optional[str] = None,
                          dynamics_sha256: Optional[str] = None) -> None:
-        """Raise :class:`models.dynamics.DynamicsMismatchError` if the latent width, the encoder's or
+        """Raise :class:`btnk_env.models.dynamics.DynamicsMismatchError` if the latent width, the encoder's or
         (when given) the dynamics model's parameter hash differ from what this head was trained on."""
         c = self.config
         if int(latent_dim) != c.latent_dim:

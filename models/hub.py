@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from models.errors import BtnkEnvError
-from models.files import OWNER_MARKER
-from models.hub import DownloadError, sha256_file
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.files import OWNER_MARKER
+from btnk_env.models.hub import DownloadError, sha256_file
 
 __all__ = ["HUB_PREFIX", "download_repo", "model_card", "push_to_hub", "repo_id_of"]
 
@@ -44,7 +44,7 @@ def model_card(kind: str, config: Mapping[str, Any], weights_sha256: str, *, rep
     """The ``README.md`` of a pushed model: Hub front matter, what it is, how to load it, its
     config, the training data, the commands and the evaluation (``"not given"`` where unknown)."""
     loader = {"btnk_mae": "from models import BtnkMAE\nmodel = BtnkMAE.from_pretrained",
-              "latent_dynamics": "from models.dynamics import LatentDynamics\nmodel = LatentDynamics.from_pretrained"}[kind]
+              "latent_dynamics": "from btnk_env.models.dynamics import LatentDynamics\nmodel = LatentDynamics.from_pretrained"}[kind]
     if isinstance(evaluation, Mapping):
         evaluation = "\n".join(f"| {k} | {v} |" for k, v in evaluation.items())
         evaluation = "| metric | value |\n|---|---|\n" + evaluation

@@ -43,7 +43,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 __all__ = ["ImageDecodeError", "read_image", "to_rgb8", "MAX_IMAGE_PIXELS", "check_pixels"]
 
@@ -124,10 +124,10 @@ def read_image(source: ImageSource) -> np.ndarray:
 
 
 def save_png(path: "str | os.PathLike", pixels: np.ndarray) -> "os.PathLike":
-    """Write an ``(H, W, 3)`` uint8 image as a PNG, atomically (:func:`models.files.atomic_write_bytes`)."""
+    """Write an ``(H, W, 3)`` uint8 image as a PNG, atomically (:func:`btnk_env.models.files.atomic_write_bytes`)."""
     from PIL import Image
 
-    from models.files import atomic_write_bytes
+    from btnk_env.models.files import atomic_write_bytes
 
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")

@@ -14,7 +14,7 @@ hooks keep working), not while ``torch.compile`` traces (inductor fuses on its o
 build that has the kernel. Everything else uses the plain path.
 
 Which path runs is decided once per process, at the first linear call, from the CPU tier
-(:func:`models.hardware.cpu_tier`): the fused kernels where PyTorch's and oneDNN's kernels run
+(:func:`btnk_env.models.hardware.cpu_tier`): the fused kernels where PyTorch's and oneDNN's kernels run
 AVX-512 (measured faster there: base encode 1.2x the plain path on an AMD EPYC Zen 4), the plain
 path on AVX2-only CPUs (measured on an AVX2 AMD EPYC: the fused kernels were 0.84-0.96x of the
 original's speed, the plain path 1.05-1.08x). ``BTNK_FUSED_KERNELS=1`` (or ``0``) in the
@@ -71,7 +71,7 @@ def kernel_choice() -> Tuple[bool, str]:
 
 
 def _choose() -> Tuple[bool, str]:
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     forced = os.environ.get(ENV_VAR, "auto").strip().lower()
     if forced not in ("", "auto", "1", "0", "fused", "plain", "true", "false", "on", "off"):

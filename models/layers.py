@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.kernels import linear, linear_add, linear_gelu
+from btnk_env.models.kernels import linear, linear_add, linear_gelu
 
 LAYER_NORM_EPS = 1e-6
 

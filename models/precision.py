@@ -8,7 +8,7 @@ so callers that need float32 cast with ``.float()``.
 
 ``"auto"`` is the fastest precision that keeps results within rounding of fp32 on the device
 (:func:`auto_precision`): bf16 on a CPU with bf16 matrix units (AVX-512 BF16 or AMX, see
-:func:`models.hardware.cpu_tier`) and on CUDA GPUs with native bf16 (compute capability 8.0+),
+:func:`btnk_env.models.hardware.cpu_tier`) and on CUDA GPUs with native bf16 (compute capability 8.0+),
 fp32 elsewhere. int8 is never chosen for you: it changes results beyond rounding. bf16 asked for
 on a CPU without bf16 units runs, with a logged warning: there it is slower than fp32.
 """
@@ -21,8 +21,8 @@ import logging
 import torch
 import torch.nn as nn
 
-from models.hardware import cpu_tier, cuda_bf16
-from models.threads import apply_inference_threads
+from btnk_env.models.hardware import cpu_tier, cuda_bf16
+from btnk_env.models.threads import apply_inference_threads
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def check_precision(precision: str, device: "torch.device | str") -> str:
 def for_inference(model: nn.Module, precision: str = "fp32", backend: str = "auto") -> nn.Module:
     """A model for eval-mode inference in ``precision`` (see the module docstring), run by
     ``backend`` (``"auto"``, ``"torch"``, ``"onnxruntime"``, ``"openvino"``; see
-    :mod:`models.backends`: an engine backend returns an :class:`models.backends.EngineModel`,
+    :mod:`btnk_env.models.backends`: an engine backend returns an :class:`btnk_env.models.backends.EngineModel`,
     a snapshot of the weights with the same ``encode``/``decode``/``decode_patches``)."""
-    from models.backends import EngineModel, check_backend
+    from btnk_env.models.backends import EngineModel, check_backend
 
     device = next(model.parameters()).device
     precision = check_precision(precision, device)

@@ -1,7 +1,7 @@
 """Open-loop imagination with any one-step latent dynamics, and the copy-last baseline.
 
 A *step* is ``step(latents (B, K, D), actions (B, K)) -> next latents (B, D)``: the learned
-:class:`models.dynamics.LatentDynamics`, a ridge baseline, or :func:`copy_last`. :func:`imagine`
+:class:`btnk_env.models.dynamics.LatentDynamics`, a ridge baseline, or :func:`copy_last`. :func:`imagine`
 rolls one forward open loop; the evaluation (``btnk-env eval-dynamics``) and the planner
 (:mod:`btnk_env.planning`) both imagine through it.
 

@@ -4,7 +4,7 @@ PyTorch starts with one OpenMP thread per core it may use. When other processes 
 cores busy (environment workers rendering, another encode, a training), its threads wait at every
 barrier for a thread that is not scheduled: measured on a shared 2-core AMD EPYC (load average
 about 12), a tiny encode at batch 8 ran at 5.5 images/s on 2 threads and 28.7 on 1. So at the
-first inference set-up (:func:`models.precision.for_inference`, which the wrappers,
+first inference set-up (:func:`btnk_env.models.precision.for_inference`, which the wrappers,
 ``btnk-env encode`` and ``decode_rollout`` go through) :func:`inference_threads` looks at
 
 - the cores this process may run on (``os.sched_getaffinity``),

@@ -35,7 +35,7 @@ def needs_golden():
 @pytest.fixture
 def tiny_model():
     """A deterministic ``test``-preset model (D=64) at 32x64, in eval mode."""
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     torch.manual_seed(0)
     return BtnkMAE("test", img_size=(32, 64)).eval()

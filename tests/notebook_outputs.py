@@ -64,7 +64,7 @@ def slim(nb) -> None:
 def execute(path: Path, timeout: int = 1800) -> None:
     import nbclient
 
-    from models.files import atomic_write_text
+    from btnk_env.models.files import atomic_write_text
 
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",

@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
-from models import backends, threads
-from models.backends import EngineModel, backend_choice, check_backend
-from models.precision import for_inference
+from btnk_env.models import backends, threads
+from btnk_env.models.backends import EngineModel, backend_choice, check_backend
+from btnk_env.models.precision import for_inference
 from tests.conftest import ROOT
 
 ENGINES = [pytest.param(name, marks=pytest.mark.skipif(backends.backend_missing(name) is not None,
@@ -72,7 +72,7 @@ def test_auto_backend_is_chosen_once_and_forced_by_env(monkeypatch):
 
 
 def test_auto_backend_follows_the_measured_table(monkeypatch):
-    from models.hardware import cpu_tier
+    from btnk_env.models.hardware import cpu_tier
 
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     monkeypatch.setattr(backends, "_CHOICE", {})
@@ -121,7 +121,7 @@ def test_frame_reader_threads_give_the_frames_in_order(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from training.frame_reader import read_batches
+    from btnk_env.training.frame_reader import read_batches
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (7, 8, 16, 3), dtype=np.uint8)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from benchmarks import bench_model
 from benchmarks.common import flops_per_call, matmul_candidates
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 
 
 def test_flop_count_includes_cpu_attention():
@@ -27,8 +27,7 @@ def test_matmul_candidates_compute_the_products_they_claim():
 
 
 def test_time_breakdown_accounts_for_the_whole_encode_and_restores_the_model():
-    import models.layers as layers
-
+    import btnk_env.models.layers as layers
     before = (layers.linear, layers.linear_gelu, layers.linear_add, F.scaled_dot_product_attention, F.linear)
     model = BtnkMAE("test").eval()
     bd = bench_model.time_breakdown(model, batch=2, reps=2)
@@ -66,7 +65,7 @@ def test_versus_engines_writes_its_schema_and_renders(tmp_path):
 
     from benchmarks.bench_engines import SCHEMA, versus_engines
     from benchmarks.render_speed import render
-    from models.backends import backend_missing
+    from btnk_env.models.backends import backend_missing
 
     result = versus_engines("test", size=(32, 64), batches=(1, 2), rounds=2, precisions=("fp32",), loads=("none",))
     assert result["schema"] == SCHEMA and result["machine"]["shared"] is True

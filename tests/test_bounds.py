@@ -22,12 +22,12 @@ from btnk_env.formats.episodes import EpisodeFolder
 from btnk_env.collection.episodes import record_episodes
 from btnk_env.formats.shards import ShardWriter
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-from models import BtnkMAE
-from models.checkpoint import CheckpointError
-from models.dynamics import DynamicsConfig, LatentDynamics
-from models.image_file import ImageDecodeError, read_image
+from btnk_env.models import BtnkMAE
+from btnk_env.models.checkpoint import CheckpointError
+from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
+from btnk_env.models.image_file import ImageDecodeError, read_image
 from tests.conftest import ROOT
-from training.encode import encode_dataset
+from btnk_env.training.encode import encode_dataset
 
 
 def _one_line(capsys, argv, match):
@@ -61,7 +61,7 @@ def latents(episodes, tmp_path_factory):
 
 # ---------------------------------------------------------------------------- bounds before allocation
 def test_an_image_header_over_the_pixel_limit_is_refused_before_decoding():
-    from models import image_file
+    from btnk_env.models import image_file
 
     side = int(getattr(image_file, "MAX_IMAGE_PIXELS", 16384 * 8192) ** 0.5) + 1
     buf = io.BytesIO()

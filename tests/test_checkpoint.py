@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models import BtnkMAE, CheckpointError, DownloadError
-from models import hub
-from models.checkpoint import load_file, to_original
+from btnk_env.models import BtnkMAE, CheckpointError, DownloadError
+from btnk_env.models import hub
+from btnk_env.models.checkpoint import load_file, to_original
 from tests.conftest import GOLDEN
 
 GOLDEN_NOACT = GOLDEN / "btnk_tiny_noact_64.pth"
@@ -240,7 +240,7 @@ def test_real_hub_client_offline_mode_gives_clear_error(monkeypatch, tmp_path):
 
 
 def test_push_to_hub_and_read_back(fake_hub, tiny_model):
-    from models.dynamics import DynamicsConfig, LatentDynamics
+    from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
 
     fake = fake_hub(b"", None)
     url = tiny_model.push_to_hub("me/rooms-encoder", training_data="100 episodes of btnk_env/PanoramaRooms-v0 (single_room)",

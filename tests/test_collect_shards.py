@@ -196,7 +196,7 @@ def test_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
 
 
 def test_manifest_damage_rule_is_the_same_for_collection_and_training(tmp_path):
-    from training.datasets import DatasetError, build_dataset
+    from btnk_env.training.datasets import DatasetError, build_dataset
 
     root = collect_panoramas(ENV_ID, tmp_path / "f", 6, **SMALL)
     lines = (root / F.MANIFEST).read_text().splitlines(keepends=True)

@@ -15,23 +15,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import BtnkMAE, frames_to_tensor, kernels
-from models import precision as precision_module
-from models.hardware import cpu_tier
-from models.precision import auto_precision, check_precision, for_inference
+from btnk_env.models import BtnkMAE, frames_to_tensor, kernels
+from btnk_env.models import precision as precision_module
+from btnk_env.models.hardware import cpu_tier
+from btnk_env.models.precision import auto_precision, check_precision, for_inference
 from tests.conftest import IMAGES, ROOT
 
 EMULATED_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 PROBE = """
 import json, logging, torch, torch.nn.functional as F
-from models import BtnkMAE, kernels
-from models.hardware import cpu_tier
-from models.precision import auto_precision, for_inference
+from btnk_env.models import BtnkMAE, kernels
+from btnk_env.models.hardware import cpu_tier
+from btnk_env.models.precision import auto_precision, for_inference
 records = []
 handler = logging.Handler()
 handler.emit = records.append
-logging.getLogger("models.precision").addHandler(handler)
+logging.getLogger("btnk_env.models.precision").addHandler(handler)
 torch.manual_seed(0)
 model = BtnkMAE("test", img_size=(32, 64)).eval()
 x = torch.randn(2, 3, 32, 64)
@@ -100,7 +100,7 @@ def test_auto_resolves_by_device_and_is_never_int8():
 def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_model, monkeypatch, caplog):
     no_units = dataclasses.replace(cpu_tier(), bf16_units=False, amx=False)
     monkeypatch.setattr(precision_module, "cpu_tier", lambda: no_units)
-    with caplog.at_level(logging.WARNING, logger="models.precision"):
+    with caplog.at_level(logging.WARNING, logger="btnk_env.models.precision"):
         fast = for_inference(tiny_model, "bf16")
     assert fast.dtype == torch.bfloat16
     assert "slower than fp32" in caplog.text and "AVX-512 BF16 or AMX" in caplog.text
@@ -108,7 +108,7 @@ def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_model, monkeypatch, caplog)
     caplog.clear()
     with_units = dataclasses.replace(cpu_tier(), bf16_units=True)
     monkeypatch.setattr(precision_module, "cpu_tier", lambda: with_units)
-    with caplog.at_level(logging.WARNING, logger="models.precision"):
+    with caplog.at_level(logging.WARNING, logger="btnk_env.models.precision"):
         for_inference(tiny_model, "bf16")
     assert caplog.text == "" and check_precision("auto", "cpu") == "bf16"
 

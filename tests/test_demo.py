@@ -27,7 +27,7 @@ def test_demo_runs_a_saved_ppo_agent(tmp_path):
 
     import btnk_env  # noqa: F401
     from btnk_env import BtnkMAEObservation
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     env = BtnkMAEObservation(gym.make("btnk_env/PanoramaRooms-v0", height=64), BtnkMAE.from_pretrained("panorama-rooms-small"))
     agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0)
@@ -71,7 +71,7 @@ def test_imagination_demo_writes_the_video_and_beats_copy_last(tmp_path, capsys)
 
 def test_imagination_demo_never_writes_into_a_users_folder(tmp_path):
     from btnk_env.demo import run_imagination_demo
-    from models.files import NotOursError
+    from btnk_env.models.files import NotOursError
 
     out = tmp_path / "mine"
     out.mkdir()

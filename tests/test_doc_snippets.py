@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from models.hub import RELEASES
+from btnk_env.models.hub import RELEASES
 from tests.conftest import ROOT
 
 FIRST = re.compile(r"(<!-- tested[^>]*-->\s*)?```(\w+)\n(.*?)```", re.S)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.dynamics import DynamicsConfig, DynamicsMismatchError, LatentDynamics
+from btnk_env.models.dynamics import DynamicsConfig, DynamicsMismatchError, LatentDynamics
 from btnk_env.formats import latents as fmt
-from training.dynamics import DynamicsTrainer, load_dynamics_config, train_dynamics
+from btnk_env.training.dynamics import DynamicsTrainer, load_dynamics_config, train_dynamics
 
 D = 8
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -75,7 +75,7 @@ def data(tmp_path_factory):
 def test_optimizer_steps_lower_the_dynamics_loss(tmp_path, data, kind):
     trainer = DynamicsTrainer(_cfg(tmp_path, data, steps=30, **{"model.kind": kind}))
     z, a = trainer._batch(10_000)  # a held-out batch
-    from models.dynamics import open_loop_loss
+    from btnk_env.models.dynamics import open_loop_loss
 
     with torch.no_grad():
         before = sum(open_loop_loss(trainer.model, z, a, trainer.model.latent_std))
@@ -113,7 +113,7 @@ def test_mismatches_are_clear_errors():
 
 
 def test_config_typos_are_named(tmp_path, data):
-    from training.config import ConfigError
+    from btnk_env.training.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"'train.stepz' in the command-line overrides; known keys of train: \['batch_size'"):
         _cfg(tmp_path, data, **{"train.stepz": 3})
@@ -122,7 +122,7 @@ def test_config_typos_are_named(tmp_path, data):
 
 
 def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):
-    from training.dynamics_eval import RidgeDynamics, copy_last, imagine, markdown_table
+    from btnk_env.training.dynamics_eval import RidgeDynamics, copy_last, imagine, markdown_table
     from btnk_env.formats.latents import LatentDataset
 
     lat = LatentDataset(data)
@@ -140,8 +140,8 @@ def test_ridge_baseline_beats_copy_last_on_linear_dynamics(data):
 
 def test_shipped_dynamics_model_matches_the_shipped_encoder():
     """Fails when the shipped encoder is retrained without retraining the dynamics model on its latents."""
-    from models import BtnkMAE
-    from models.identity import model_sha256
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.identity import model_sha256
 
     dyn = LatentDynamics.from_pretrained("panorama-rooms-small-dynamics")
     encoder = BtnkMAE.from_pretrained("panorama-rooms-small")
@@ -166,7 +166,7 @@ def test_two_process_torchrun_trains_and_rank_zero_alone_writes(tmp_path, data):
     import subprocess
     import sys
 
-    from models.dynamics import open_loop_loss
+    from btnk_env.models.dynamics import open_loop_loss
 
     root = Path(__file__).resolve().parents[1]
     over = _overrides(tmp_path, data, out="two", steps=30, **{"train.batch_size": 4, "io.checkpoint_every": 10})

@@ -18,10 +18,10 @@ from btnk_env.collection import collect_panoramas
 from btnk_env.formats.episodes import EpisodeFolder
 from btnk_env.collection.episodes import record_episodes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-from models import BtnkMAE, frames_to_tensor
+from btnk_env.models import BtnkMAE, frames_to_tensor
 from tests.conftest import ROOT
-from training.encode import encode_dataset
-from training.latent_episodes import LatentWindows
+from btnk_env.training.encode import encode_dataset
+from btnk_env.training.latent_episodes import LatentWindows
 from btnk_env.formats.latents import LatentDataset
 
 
@@ -233,7 +233,7 @@ def test_encode_killed_with_sigkill_at_a_random_chunk_resumes_exactly(episodes, 
     out = tmp_path / "killed"
     code = (
         "import os, signal\n"
-        "from training.encode import encode_dataset\n"
+        "from btnk_env.training.encode import encode_dataset\n"
         f"def cb(c):\n    if c == {k}: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"encode_dataset({str(episodes)!r}, {str(out)!r}, {str(model_dir)!r}, chunk_size=5, batch_size=5, "
         "workers=0, device='cpu', progress=False, on_chunk=cb)\n"
@@ -267,7 +267,7 @@ def test_two_process_torchrun_encode_equals_one_process(episodes, model_dir, enc
 
 def test_encode_reads_a_shard_set_as_collect_writes_it(tmp_path, model_dir):
     from btnk_env.formats import iter_shard, open_shard_set
-    from training.datasets import decode_image
+    from btnk_env.training.datasets import decode_image
 
     shards = tmp_path / "shards"
     assert cli_main(["collect", "--out", str(shards), "--format", "shards", "--shard-size", "3", "--num-frames", "7",

@@ -67,8 +67,8 @@ def test_heldout_reconstructions_draws_truth_beside_reconstruction(tmp_path):
 
 def test_learning_curve_evaluates_each_checkpoint_once_and_plots(tmp_path):
     from btnk_env.collection import collect_panoramas
-    from training.config import load_config
-    from training.trainer import train
+    from btnk_env.training.config import load_config
+    from btnk_env.training.trainer import train
 
     run = tmp_path / "run"
     train(load_config(overrides=[

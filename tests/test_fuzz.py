@@ -71,7 +71,7 @@ _VALUES = st.one_of(st.integers(-5, 10**6).map(str), st.floats(allow_nan=True, a
 @fuzz(120)
 @given(st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES), max_size=3))
 def test_config_overrides_load_or_raise_config_error(pairs):
-    from training.config import ConfigError, TrainConfig, load_config
+    from btnk_env.training.config import ConfigError, TrainConfig, load_config
 
     overrides = ["data.path=x"] + [f"{k}={v}" for k, v in pairs]
     try:
@@ -97,7 +97,7 @@ _line = st.one_of(_record.map(json.dumps), st.text(max_size=30), st.just("[1, 2]
 @given(st.lists(_line, max_size=5), st.booleans())
 def test_manifests_read_as_complete_frames_or_nothing(lines, torn):
     from btnk_env.collection import load_manifest
-    from training.datasets import DatasetError, panorama_files
+    from btnk_env.training.datasets import DatasetError, panorama_files
 
     root = _tmpdir()
     (root / "images").mkdir()
@@ -188,7 +188,7 @@ _PNG = _png_bytes()
 @given(st.one_of(st.binary(max_size=80), st.lists(st.tuples(st.integers(0, len(_PNG) - 1), st.integers(1, 255)),
                                                    min_size=1, max_size=4)))
 def test_image_bytes_decode_to_rgb8_or_image_decode_error(mutation):
-    from models.image_file import ImageDecodeError, read_image
+    from btnk_env.models.image_file import ImageDecodeError, read_image
 
     if isinstance(mutation, bytes):
         data = mutation
@@ -207,7 +207,7 @@ def test_image_bytes_decode_to_rgb8_or_image_decode_error(mutation):
 
 @pytest.fixture(scope="module")
 def checkpoint_bytes():
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     torch.manual_seed(0)
     model = BtnkMAE("test", img_size=(32, 32))
@@ -219,7 +219,7 @@ def checkpoint_bytes():
 @fuzz(60)
 @given(st.sampled_from(["truncate", "flip", "junk"]), st.integers(0, 10**6))
 def test_damaged_checkpoints_raise_checkpoint_error(checkpoint_bytes, damage, seed):
-    from models import BtnkMAE, CheckpointError
+    from btnk_env.models import BtnkMAE, CheckpointError
 
     rng = np.random.default_rng(seed)
     data = bytearray(checkpoint_bytes)
@@ -270,7 +270,7 @@ def test_agent_data_loads_or_raises_agent_file_error(fields):
 # ---------------------------------------------------------------------------- the model's input checks
 @pytest.fixture(scope="module")
 def fuzz_model():
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     torch.manual_seed(0)
     return BtnkMAE("test", img_size=(32, 32)).eval()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from models import BtnkMAE, BtnkMAEConfig
+from btnk_env.models import BtnkMAE, BtnkMAEConfig
 from tests.conftest import GOLDEN
 
 ATOL = 1e-5

@@ -8,7 +8,7 @@ import torch
 from btnk_env.cli import main
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from btnk_env.imagine import plan_to_goal
-from models.dynamics import DynamicsConfig, LatentDynamics
+from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
 
 
 def test_planned_path_reaches_the_goal_when_executed():

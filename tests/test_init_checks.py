@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 from tests.test_training_helpers import golden_config, make_images
-from training.config import ConfigError, load_config
-from training.trainer import Trainer, train
+from btnk_env.training.config import ConfigError, load_config
+from btnk_env.training.trainer import Trainer, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -77,7 +77,19 @@ def test_the_check_sees_a_lazy_upward_import(tmp_path, monkeypatch):
         (fake / package / "__init__.py").write_text("")
     (fake / "btnk_env" / "imagine.py").write_text("def f():\n    from btnk_env.training.encode import x\n")
     (fake / "models" / "m.py").write_text("import btnk_env.wrappers\n")
-    (fake / "btnk_env" / "cli.py").write_text("import training.trainer\n")  # the command line may
+    (fake / "btnk_env" / "cli.py").write_text("import btnk_env.training.trainer\n")  # the command line may
     monkeypatch.setitem(globals(), "ROOT", fake)
     assert layer_violations() == ["models/m.py:1 (models) imports btnk_env.wrappers (btnk_env)",
                                   "btnk_env/imagine.py:2 (btnk_env) imports btnk_env.training.encode (training)"]
+
+
+def test_nothing_imports_the_generic_top_level_names():
+    """``models`` and ``training`` install as ``btnk_env.models`` / ``btnk_env.training``: an import by the
+    bare name would take a user's own ``models/`` package (or fail) once installed."""
+    bare = []
+    for folder in ("models", "btnk_env", "training", "tests", "examples", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for line, module in imports(path):
+                if module.split(".")[0] in ("models", "training"):
+                    bare.append(f"{path.relative_to(ROOT).as_posix()}:{line} imports {module}")
+    assert bare == []

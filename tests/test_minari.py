@@ -14,7 +14,7 @@ minari = pytest.importorskip("minari")
 from btnk_env.cli import main as cli_main  # noqa: E402
 from btnk_env.collection.episodes import record_episodes  # noqa: E402
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv  # noqa: E402
-from models import BtnkMAE  # noqa: E402
+from btnk_env.models import BtnkMAE  # noqa: E402
 from btnk_env.formats.latents import LatentDataset  # noqa: E402
 
 ID = "btnk/rooms/recover-v0"
@@ -67,7 +67,7 @@ def test_recover_environment_gives_the_latent_env_the_data_came_from(recorded, t
     capsys.readouterr()
     # other data under that id: one line, exit 2, nothing written
     assert _encode(recorded, tmp_path / "other", "--precision", "int8") == 2
-    out = capsys.readouterr().out.strip()
+    out = capsys.readouterr().err.strip()  # input errors: one line on stderr (models.errors.run_cli)
     assert len(out.splitlines()) == 1 and "already exists" in out and ID in out
     assert not (tmp_path / "other").exists()
 
@@ -78,5 +78,5 @@ def test_bad_ids_are_refused_before_any_work(recorded, tmp_path, monkeypatch, ca
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert cli_main(["encode", str(recorded / "eps"), "--out", str(tmp_path / "lat"), "--model", str(recorded / "model"),
                      "--minari-id", bad]) == 2
-    assert "Minari dataset ids look like" in capsys.readouterr().out
+    assert "Minari dataset ids look like" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no output, no Minari folder, nothing outside

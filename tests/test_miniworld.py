@@ -20,7 +20,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from btnk_env import BtnkMAEObservation, BtnkMAEVectorObservation  # noqa: E402
-from models import BtnkMAE, frames_to_tensor  # noqa: E402
+from btnk_env.models import BtnkMAE, frames_to_tensor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

@@ -7,11 +7,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import BtnkMAE, BtnkMAEConfig, frames_to_tensor, tensor_to_frames
-from models.config import PRESETS
-from models.decoder import PatchReconstruction
-from models.patch_embed import patchify, unpatchify
-from models.pos_embed import sincos_pos_embed
+from btnk_env.models import BtnkMAE, BtnkMAEConfig, frames_to_tensor, tensor_to_frames
+from btnk_env.models.config import PRESETS
+from btnk_env.models.decoder import PatchReconstruction
+from btnk_env.models.patch_embed import patchify, unpatchify
+from btnk_env.models.pos_embed import sincos_pos_embed
 from tests.conftest import GOLDEN
 
 
@@ -171,7 +171,7 @@ def test_model_is_trainable_end_to_end(tiny_model):
 
 @torch.no_grad()
 def test_fused_cpu_kernels_equal_plain_path():
-    from models.kernels import fused_kernels, fused_kernels_available
+    from btnk_env.models.kernels import fused_kernels, fused_kernels_available
 
     assert fused_kernels_available()  # this PyTorch build (x86 CPU with oneDNN) has them
     model = BtnkMAE.from_pretrained(GOLDEN / "btnk_tiny_relu_64to128.pth", num_heads=4, decoder_num_heads=4)
@@ -189,7 +189,7 @@ def test_fused_cpu_kernels_equal_plain_path():
 
 @torch.no_grad()
 def test_packed_weights_equal_plain_and_follow_weight_changes():
-    from models import kernels
+    from btnk_env.models import kernels
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(32, 48)
@@ -237,7 +237,7 @@ def test_packed_weights_equal_plain_and_follow_weight_changes():
 @torch.no_grad()
 @pytest.mark.parametrize("fused", [True, False])
 def test_forward_hooks_on_linear_layers_still_fire_in_inference(fused):
-    from models.kernels import fused_kernels
+    from btnk_env.models.kernels import fused_kernels
 
     torch.manual_seed(0)
     model = BtnkMAE("test").eval()
@@ -260,8 +260,7 @@ def test_forward_hooks_on_linear_layers_still_fire_in_inference(fused):
 
 @torch.no_grad()
 def test_cpu_sub_batches_equal_whole_batch(monkeypatch):
-    import models.btnk_mae as btnk_mae
-
+    import btnk_env.models.btnk_mae as btnk_mae
     torch.manual_seed(0)
     model = BtnkMAE("test").eval()
     x = torch.randn(7, 3, 64, 64)

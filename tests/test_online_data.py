@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import BtnkMAE
-from models.image import denormalize
-from training.config import load_config
-from training.datasets import DatasetError, dataset_from_config
-from training.losses import bottleneck_losses
-from training.online_data import HELDOUT_LAYOUT_SEEDS, RenderedPanoramaDataset, parse_layout_seeds
-from training.trainer import train
+from btnk_env.models import BtnkMAE
+from btnk_env.models.image import denormalize
+from btnk_env.training.config import load_config
+from btnk_env.training.datasets import DatasetError, dataset_from_config
+from btnk_env.training.losses import bottleneck_losses
+from btnk_env.training.online_data import HELDOUT_LAYOUT_SEEDS, RenderedPanoramaDataset, parse_layout_seeds
+from btnk_env.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_training_on_rendered_panoramas_lowers_the_loss(tmp_path, dataset):
 
 FORK_SCRIPT = """
 from torch.utils.data import DataLoader
-from training.online_data import RenderedPanoramaDataset
+from btnk_env.training.online_data import RenderedPanoramaDataset
 ds = RenderedPanoramaDataset((32, 64), [0, 1], 4)
 print(tuple(next(iter(DataLoader(ds, batch_size=2, num_workers=1)))[0].shape))  # rendered in the worker only
 ds[(0, 1)]  # now this process has rendered: a forked worker must fail clearly, not hang

@@ -28,9 +28,9 @@ from btnk_env.formats.episodes import EpisodeFolder, EpisodeFolderWriter
 from btnk_env.collection.episodes import record_episodes
 from btnk_env.formats.shards import merge_indexes
 from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-from models import BtnkMAE
-from models.errors import BtnkEnvError
-from training.encode import encode_dataset
+from btnk_env.models import BtnkMAE
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.training.encode import encode_dataset
 from btnk_env.formats.latents import LatentDataset
 
 SMALL = dict(seeds="0-5", frames_per_scene=3, progress=False)

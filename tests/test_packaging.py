@@ -13,7 +13,7 @@ import pytest
 from btnk_env.cli import main as cli_main
 from btnk_env.recipes import config_dir, config_names, config_path
 from tests.conftest import ROOT
-from training.config import load_config
+from btnk_env.training.config import load_config
 
 DATA_ROOTS = ("models/weights", "btnk_env/agents", "configs")
 
@@ -29,19 +29,30 @@ def _options():
 
 
 def _folder(package, package_dir):
-    return ROOT / package_dir.get(package, package.replace(".", "/"))
+    """The repository folder of an installed package name (through the longest package_dir prefix)."""
+    for prefix in sorted(package_dir, key=len, reverse=True):
+        if package == prefix or package.startswith(prefix + "."):
+            return ROOT / package_dir[prefix] / package[len(prefix) + 1:].replace(".", "/")
+    return ROOT / package.replace(".", "/")
+
+
+def _installed_name(folder: str) -> str:
+    """``models/weights/x`` -> ``btnk_env.models.weights.x``: the name a repository folder installs as."""
+    top, _, rest = folder.partition("/")
+    base = {"models": "btnk_env.models", "training": "btnk_env.training", "configs": "btnk_env.configs"}.get(top, top)
+    return base + ("." + rest.replace("/", ".") if rest else "")
 
 
 def test_every_package_and_data_folder_is_listed():
     packages, package_dir, _ = _options()
-    found = {p.parent.relative_to(ROOT).as_posix().replace("/", ".") for top in ("btnk_env", "models", "training")
+    found = {_installed_name(p.parent.relative_to(ROOT).as_posix()) for top in ("btnk_env", "models", "training")
              for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     data_folders = set()
     for root in DATA_ROOTS:
         for f in (ROOT / root).rglob("*"):
             if f.is_file() and f.suffix != ".py" and "__pycache__" not in f.parts:
                 rel = f.parent.relative_to(ROOT).as_posix()
-                data_folders.add("btnk_env.configs" if rel == "configs" else rel.replace("/", "."))
+                data_folders.add(_installed_name(rel))
     parents = {".".join(p.split(".")[:i]) for p in data_folders for i in range(1, p.count(".") + 1)}
     assert packages == found | data_folders | parents, "setup.cfg [options] packages must list every package and data folder"
     assert all(_folder(p, package_dir).is_dir() for p in packages)

@@ -13,8 +13,8 @@ from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
 from btnk_env.planning.evaluate import planner_agent, run_episode
 from btnk_env.planning.policy import LatentPlanner, padded_context
 from btnk_env.planning.solvers import CEM, MPPI, RandomShooting
-from models.dynamics import DynamicsConfig, LatentDynamics
-from models.goal_distance import GoalDistance, GoalDistanceConfig
+from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
+from btnk_env.models.goal_distance import GoalDistance, GoalDistanceConfig
 
 # -- a 2-D point world: the latent is the position, actions move one unit (0: +x, 1: +y, 2: -x)
 MOVES = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -66,7 +66,7 @@ def test_padded_context_repeats_the_first_latent_with_blocked_forward_steps():
 # -- the built-in world with tiny models
 @pytest.fixture
 def tiny_models(tmp_path, tiny_model):
-    from training.encode import model_sha256
+    from btnk_env.training.encode import model_sha256
 
     tiny_model.save_pretrained(tmp_path / "enc")
     torch.manual_seed(0)

@@ -98,7 +98,7 @@ def test_a_pointnav_dataset_runs_to_its_end_with_success_and_spl(hab, scene, tmp
 
 
 def test_the_command_line_writes_plays_and_imagines_pointnav_episodes(hab, scene, tmp_path, tiny_model, capsys):
-    from models.dynamics import DynamicsConfig, LatentDynamics
+    from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
 
     data = tmp_path / "apt.pointnav.json.gz"
     assert main(["pointnav", "--scene", scene, "--out", str(data), "--num-episodes", "2", "--seed", "4"]) == 0

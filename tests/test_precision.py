@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import BtnkMAE
-from models.btnk_mae import COMPILE_MODES
-from models.precision import check_precision, for_inference
+from btnk_env.models import BtnkMAE
+from btnk_env.models.btnk_mae import COMPILE_MODES
+from btnk_env.models.precision import check_precision, for_inference
 from tests.conftest import GOLDEN
 
 
@@ -38,7 +38,7 @@ def test_fp32_is_the_same_model(tiny_model):
 
 
 def test_bf16_built_under_inference_mode_has_ordinary_packable_weights(tiny_model):
-    from models import kernels
+    from btnk_env.models import kernels
 
     x = torch.randn(2, 3, *tiny_model.img_size)
     with torch.inference_mode():
@@ -70,7 +70,7 @@ def test_unsupported_precision_device_pairs_explain(precision, device, match):
 @pytest.mark.slow
 @torch.no_grad()
 @pytest.mark.skipif(
-    __import__("models.hardware", fromlist=["cpu_tier"]).cpu_tier().lowered,
+    __import__("btnk_env.models.hardware", fromlist=["cpu_tier"]).cpu_tier().lowered,
     reason="inductor miscompiles under an emulated lower tier (ATEN_CPU_CAPABILITY below the chip: encode off "
            "by ~1e16, on main too); a real AVX2 machine compiles for its own ISA (docs/cpu_tiers.md)",
 )

@@ -23,9 +23,9 @@ from PIL import Image
 
 from btnk_env.cli import main
 from btnk_env.policies import SHIPPED_AGENT
-from models import BtnkMAE, CheckpointError
+from btnk_env.models import BtnkMAE, CheckpointError
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images
-from training.checkpointing import LATEST, load_checkpoint
+from btnk_env.training.checkpointing import LATEST, load_checkpoint
 
 golden = pytest.mark.skipif(not GOLDEN_NOACT.is_file(), reason="shared/golden not found")
 
@@ -148,7 +148,7 @@ def test_video_never_deletes_a_folder_of_the_users_pngs(tmp_path, video_inputs, 
 
 
 def test_other_writers_refuse_folders_they_did_not_create(tmp_path, tiny_model):
-    from models.errors import NotOursError
+    from btnk_env.models.errors import NotOursError
 
     users = tmp_path / "mine"
     users.mkdir()
@@ -161,7 +161,7 @@ def test_other_writers_refuse_folders_they_did_not_create(tmp_path, tiny_model):
 
 
 def test_written_files_follow_the_umask(tmp_path, tiny_model):
-    from training.checkpointing import save_checkpoint
+    from btnk_env.training.checkpointing import save_checkpoint
 
     old = os.umask(0o022)
     try:
@@ -179,7 +179,7 @@ def test_resume_cleans_stale_temporaries_and_never_duplicates_metrics(tmp_path):
     make_images(data, n=4)
     run = tmp_path / "run"
     cfg = golden_config(data, run, "train.epochs=1", "train.batch_size=2", "io.save_every_steps=1")
-    train_fn = __import__("training").train
+    train_fn = __import__("btnk_env.training", fromlist=["train"]).train
     assert train_fn(cfg).step == 2
     # what a kill after step 3's metrics row but before its checkpoint leaves behind:
     with open(run / "metrics.jsonl", "a") as f:
@@ -240,8 +240,9 @@ def test_training_killed_at_a_random_step_resumes_with_nothing_lost_or_repeated(
               "train.epochs=3", "optim.lr=1e-3", "io.log_every=1", "io.snapshot_every=null", "io.save_every_steps=1"]
     run = tmp_path / "killed"
     kill_after = random.Random(17).randint(2, 4)  # rows of metrics seen before the kill (of 6 steps)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "training", "--no-progress", *common, f"io.out_dir={run}"],
+    # the killed run computes with this process's thread count, so the resumed steps here continue it exactly
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen([sys.executable, "-m", "btnk_env.training", "--no-progress", *common, f"io.out_dir={run}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -256,7 +257,7 @@ def test_training_killed_at_a_random_step_resumes_with_nothing_lost_or_repeated(
         proc.wait()
     killed_at = load_checkpoint(run / LATEST)["step"]
     assert killed_at < 6
-    from training import train
+    from btnk_env.training import train
 
     resumed = train(golden_config(data, run, *common[6:], "train.resume=auto"))
     full = train(golden_config(data, tmp_path / "full", *common[6:]))
@@ -272,7 +273,7 @@ def test_training_killed_at_a_random_step_resumes_with_nothing_lost_or_repeated(
 @pytest.mark.parametrize("kind", ["checkpoint", "training-resume", "latents.npy", "latents.npz", "latents.pt", "config.yaml"])
 def test_crafted_files_with_code_running_payloads_never_run(tmp_path, kind):
     from btnk_env.video import load_latents
-    from models.errors import BtnkEnvError
+    from btnk_env.models.errors import BtnkEnvError
 
     marker = tmp_path / "pwned"
     payload = _touch(marker)
@@ -293,7 +294,7 @@ def test_crafted_files_with_code_running_payloads_never_run(tmp_path, kind):
         torch.save({"latents": payload}, path)
         load = lambda: load_latents(path)  # noqa: E731
     else:
-        from training.config import load_config
+        from btnk_env.training.config import load_config
 
         path = tmp_path / "evil.yaml"
         path.write_text(f'train:\n  epochs: !!python/object/apply:os.system ["touch {marker}"]\n')
@@ -311,12 +312,12 @@ def _png_16bit(path: Path) -> np.ndarray:
 
 
 def test_16bit_grayscale_trains_as_its_picture_not_white(tmp_path):
-    from training.datasets import build_dataset
+    from btnk_env.training.datasets import build_dataset
 
     values = _png_16bit(tmp_path / "gray16.png")
     ds = build_dataset(str(tmp_path), (32, 32), transform="resize")
     image, _ = ds[(0, 0)]
-    from models import denormalize
+    from btnk_env.models import denormalize
 
     pixels = denormalize(image[None])[0].mean(0)  # (32, 32) in [0, 1]
     np.testing.assert_allclose(pixels.numpy(), values / 65535.0, atol=1 / 255 + 1e-6)
@@ -324,7 +325,7 @@ def test_16bit_grayscale_trains_as_its_picture_not_white(tmp_path):
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "P+transparency", "RGBA", "CMYK", "I;16", "I", "F"])
 def test_every_image_mode_decodes_faithfully_or_is_refused(tmp_path, mode):
-    from models.image_file import ImageDecodeError, read_image
+    from btnk_env.models.image_file import ImageDecodeError, read_image
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
@@ -356,7 +357,7 @@ def test_every_image_mode_decodes_faithfully_or_is_refused(tmp_path, mode):
                                            ("optim.blr=nan", "optim.blr"), ("optim.weight_decay=-1", "optim.weight_decay"),
                                            ("optim.clip_grad=-1", "optim.clip_grad")])
 def test_bad_learning_rates_are_config_errors_naming_the_key(override, key):
-    from training.config import ConfigError, load_config
+    from btnk_env.training.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(overrides=["data.path=x", override])
@@ -460,8 +461,7 @@ class _DevFull(io.RawIOBase):
 def test_a_full_disk_while_saving_a_checkpoint_is_enospc_not_inline_container(tmp_path, monkeypatch, tiny_model):
     import contextlib
 
-    import training.checkpointing as ckpt
-
+    import btnk_env.training.checkpointing as ckpt
     @contextlib.contextmanager
     def dev_full(path):
         with open("/dev/full", "wb") as f:  # a real file on a full device (torch writes it through its fd)
@@ -476,8 +476,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_enospc_not_inline_container(tm
 @golden
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_train_on_a_full_disk_says_so_in_one_line(tmp_path, capsys, monkeypatch):
-    import training.checkpointing as ckpt
-
+    import btnk_env.training.checkpointing as ckpt
     real_save = torch.save
     monkeypatch.setattr(ckpt.torch, "save", lambda obj, f, *a, **k: real_save(obj, _DevFull()))
     data = tmp_path / "imgs"

@@ -15,7 +15,7 @@ from stable_baselines3.common.utils import update_learning_rate  # noqa: E402
 from btnk_env import BtnkMAEFeaturesExtractor, BtnkMAEObservation  # noqa: E402
 from btnk_env.sb3 import LRScaledAdam, btnk_policy_kwargs, lr_scaled  # noqa: E402
 from btnk_env.wrappers import ResizeForModel  # noqa: E402
-from models import BtnkMAE, frames_to_tensor  # noqa: E402
+from btnk_env.models import BtnkMAE, frames_to_tensor  # noqa: E402
 from tests.test_wrappers import FrameEnv  # noqa: E402
 
 PPO_ARGS = dict(n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")

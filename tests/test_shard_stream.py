@@ -16,7 +16,7 @@ from btnk_env import formats as F
 from btnk_env.formats.shards import ShardWriter
 from tests.conftest import ROOT
 from tests.test_training_helpers import GOLDEN_NOACT, dataset_loss, golden_config, make_images
-from training.datasets import DatasetError, build_dataset
+from btnk_env.training.datasets import DatasetError, build_dataset
 
 
 def make_shards(root, n, shard_size, size=(16, 32), seed=0):
@@ -71,8 +71,8 @@ def test_resume_mid_epoch_is_exact_with_dataloader_workers(tmp_path):
 SCRIPT = r"""
 import json, os, sys
 import torch, torch.distributed as dist
-import training.shard_stream as S
-from training.datasets import build_dataset
+import btnk_env.training.shard_stream as S
+from btnk_env.training.datasets import build_dataset
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -112,8 +112,8 @@ def test_two_process_torchrun_epoch_sees_every_sample_once(tmp_path):
 @pytest.mark.skipif(not GOLDEN_NOACT.is_file(), reason="shared/golden not found")
 def test_training_a_few_steps_from_shards_lowers_the_loss(tmp_path):
     from btnk_env.collection.convert import convert
-    from models import BtnkMAE
-    from training import train
+    from btnk_env.models import BtnkMAE
+    from btnk_env.training import train
 
     folder = tmp_path / "imgs"
     make_images(folder, n=8)
@@ -128,7 +128,7 @@ def test_training_a_few_steps_from_shards_lowers_the_loss(tmp_path):
     assert after < 0.9 * before, (before, after)
     assert rows[-1]["loss"] < rows[0]["loss"]
     # evaluation reads a shard set in index order, every sample once, like the folder it came from
-    from training.evaluate import evaluate
+    from btnk_env.training.evaluate import evaluate
 
     on_shards = evaluate(model, build_dataset(str(shards), model.img_size, transform="resize"), batch_size=3)
     on_folder = evaluate(model, build_dataset(str(folder), model.img_size, transform="resize"), batch_size=3)

@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
-from training.cli import add_arguments, run
-from training.config import ConfigError, TrainConfig, from_dict, load_config, to_dict
+from btnk_env.training.cli import add_arguments, run
+from btnk_env.training.config import ConfigError, TrainConfig, from_dict, load_config, to_dict
 
 YAMLS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("dynamics_"))  # dynamics_*: tests/test_dynamics.py
 
@@ -71,7 +71,7 @@ def test_cli_reports_a_typo_with_exit_status_2(capsys):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    from models.errors import run_cli
+    from btnk_env.models.errors import run_cli
 
     assert run_cli(run, parser.parse_args(["data.path=x", "train.epoch=3"]), "btnk-env train") == 2
     assert "unknown config key 'train.epoch'" in capsys.readouterr().err

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 from tests.conftest import IMAGES, require_shared
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images
-from training import train
-from training.datasets import DatasetError, ImageTransform, build_dataset
-from training.sampler import EpochBatchSampler
+from btnk_env.training import train
+from btnk_env.training.datasets import DatasetError, ImageTransform, build_dataset
+from btnk_env.training.sampler import EpochBatchSampler
 
 
 def test_recursive_png_and_jpeg_folder(tmp_path):

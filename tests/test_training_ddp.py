@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 from tests.conftest import ROOT
 from tests.test_training_helpers import GOLDEN_NOACT, golden_config, make_images, state_max_diff
-from training import train
+from btnk_env.training import train
 
 pytestmark = pytest.mark.usefixtures("needs_golden")  # a missing shared/ fails loudly
 
@@ -24,7 +24,7 @@ def test_two_process_gloo_run_equals_one_process(tmp_path):
     data = tmp_path / "imgs"
     make_images(data, n=12)
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "btnk_env.training",
            f"data.path={data}", f"io.out_dir={two}", f"model.init=pretrained:{GOLDEN_NOACT}", "model.num_heads=4",
            "model.decoder_num_heads=4", "model.img_size=[64,64]", "data.transform=resize",
            "io.log_every=1", "io.snapshot_every=null", "train.batch_size=1", *COMMON]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.test_training_helpers import GOLDEN_NOACT, make_images
-from training.evaluate import add_arguments, run
-from training.metrics import psnr, ssim
+from btnk_env.training.evaluate import add_arguments, run
+from btnk_env.training.metrics import psnr, ssim
 
 
 def test_ssim_of_identical_images_is_one():

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import GOLDEN
-from training.config import TrainConfig, load_config
+from btnk_env.training.config import TrainConfig, load_config
 
 GOLDEN_NOACT = GOLDEN / "btnk_tiny_noact_64.pth"
 
@@ -47,7 +47,7 @@ def golden_config(data: Path, out: Path, *overrides: str) -> TrainConfig:
 
 def dataset_loss(model, data: Path) -> float:
     """Mean bottleneck reconstruction loss of ``model`` (eval mode) over every image of ``data``."""
-    from training.datasets import build_dataset, collate_skip
+    from btnk_env.training.datasets import build_dataset, collate_skip
 
     ds = build_dataset(str(data), model.img_size, transform="resize")
     images, _ = collate_skip([ds[(i, 0)] for i in range(len(ds))])

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 from tests.test_training_helpers import GOLDEN_NOACT, dataset_loss, golden_config, make_images, state_max_diff
-from training import NonFiniteLossError, train
-from training.checkpointing import LATEST, load_checkpoint
+from btnk_env.training import NonFiniteLossError, train
+from btnk_env.training.checkpointing import LATEST, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("needs_golden")  # a missing shared/ fails loudly
 

@@ -135,7 +135,7 @@ def test_wrong_observation_fails_and_model_is_shared(tiny_model):
 
 def test_panorama_rooms_vector_rollout():
     pytest.importorskip("moderngl")
-    from models import BtnkMAE
+    from btnk_env.models import BtnkMAE
 
     model = BtnkMAE("test", img_size=32)
     envs = gym.make_vec("btnk_env/PanoramaRooms-v0", num_envs=2, vectorization_mode="sync", world="single_room", height=32)

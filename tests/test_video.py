@@ -13,7 +13,7 @@ from btnk_env.video import check_latents, decode_rollout, interpolate_latents, l
 from btnk_env.video.decode import LatentsFileError
 from btnk_env.video.io import check_video_path, codec_safe_size, write_video
 from btnk_env.video.layout import psnr
-from models import BtnkMAE, frames_to_tensor, tensor_to_frames
+from btnk_env.models import BtnkMAE, frames_to_tensor, tensor_to_frames
 
 ACTIONS = [0, 0, 1, 0, 0, 2, 2, 0, 0, 1, 0, 0, 0, 2, 0, 0]
 

@@ -10,7 +10,7 @@ import torch
 from btnk_env.cli import main
 from btnk_env.video import decode_rollout, interpolate_latents
 from btnk_env.video.layout import comparison_frames, interpolation_frames
-from models import BtnkMAE, frames_to_tensor
+from btnk_env.models import BtnkMAE, frames_to_tensor
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 from btnk_env import BtnkMAEObservation
 from btnk_env.wrappers import ResizeForModel
-from models import BtnkMAE, frames_to_tensor
+from btnk_env.models import BtnkMAE, frames_to_tensor
 
 try:
     from tests.conftest import IMAGES

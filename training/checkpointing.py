@@ -4,7 +4,7 @@ A checkpoint is a dict of tensors and plain containers only (so ``torch.load(wei
 reads it): ``model`` (state dict), ``model_config`` (``BtnkMAEConfig.to_dict()``), ``optimizer``,
 ``scaler``, ``epoch``, ``step`` (optimizer steps done), ``rng`` (one entry per rank: torch, CUDA,
 numpy, python), ``config`` (the train config as a plain dict) and ``format``. It is written with
-:func:`models.files.atomic_writer` (a temporary file in the same folder, fsynced, then
+:func:`btnk_env.models.files.atomic_writer` (a temporary file in the same folder, fsynced, then
 ``os.replace``d over the target, with the umask's permissions), so a crash mid-write never leaves
 a corrupt ``checkpoint-latest.pth``; a full disk raises ``OSError(ENOSPC)``, not torch's
 ``inline_container.cc`` message.
@@ -32,8 +32,8 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-from models.checkpoint import CheckpointError, load_file
-from models.files import atomic_writer
+from btnk_env.models.checkpoint import CheckpointError, load_file
+from btnk_env.models.files import atomic_writer
 
 FORMAT = "btnk_env.training/1"
 LATEST = "checkpoint-latest.pth"
@@ -48,7 +48,7 @@ def epoch_name(epoch: int) -> str:
 
 
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (:func:`models.files.atomic_writer`).
+    """Write ``state`` to ``path`` atomically (:func:`btnk_env.models.files.atomic_writer`).
 
     Raises:
         OSError: the disk is full (``ENOSPC``) or not writable; the old ``path`` is untouched and

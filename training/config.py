@@ -12,7 +12,7 @@ Example:
     >>> load_config(overrides=["train.batchsize=8"])
     Traceback (most recent call last):
     ...
-    training.config.ConfigError: unknown config key 'train.batchsize' ...
+    btnk_env.training.config.ConfigError: unknown config key 'train.batchsize' ...
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
@@ -51,7 +51,7 @@ def _non_negative(key: str, value: float) -> None:
 
 
 def _preset_names() -> list:
-    from models.config import PRESETS
+    from btnk_env.models.config import PRESETS
 
     return sorted(PRESETS)
 
@@ -113,7 +113,7 @@ class DataConfig:
     kind: str = "auto"
     """``auto`` (shards if the path names a shard set, panorama if the folder has ``dataset_config.json``
     saying so), ``folder``, ``panorama``, ``shards``, ``hf``, ``render`` (panoramas of the built-in
-    world rendered at new random poses every epoch: :mod:`training.online_data`)."""
+    world rendered at new random poses every epoch: :mod:`btnk_env.training.online_data`)."""
     split: str = "train"
     """Split of a Hugging Face dataset, or sub-folder of an ``ImageFolder`` root if it exists."""
     transform: str = "auto"

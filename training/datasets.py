@@ -1,13 +1,13 @@
 """Training images: folders, panorama datasets, shard sets, ``ImageFolder`` layouts, Hugging Face datasets.
 
 Every dataset yields ``(image, key)`` for an index ``(i, aug_seed)`` from
-:class:`training.sampler.EpochBatchSampler`: ``image`` is ``(3, H, W)`` float32,
+:class:`btnk_env.training.sampler.EpochBatchSampler`: ``image`` is ``(3, H, W)`` float32,
 ImageNet-normalized, or ``None`` when the file cannot be decoded (the original replaces such
 an image by a neighbour or, in other code paths, a black image; here it is dropped from the
 batch by :func:`collate_skip` and counted). Augmentation draws from a generator seeded by
 ``aug_seed``, so the data a step sees depends only on ``(seed, epoch, position)``: the same
 in one process or many, and after a resume. A shard set (``index.json`` + tar shards, see
-:mod:`btnk_env.formats`) is streamed by :class:`training.shard_stream.ShardStream`.
+:mod:`btnk_env.formats`) is streamed by :class:`btnk_env.training.shard_stream.ShardStream`.
 
 Example:
     >>> import tempfile, numpy as np
@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from btnk_env import formats
-from models.errors import BtnkEnvError
-from models.image import normalize
-from models.image_file import read_image
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.image import normalize
+from btnk_env.models.image_file import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ImageTransform:
 
 def decode_image(data_or_path: Any) -> np.ndarray:
     """A path, bytes or PIL image -> ``(H, W, 3)`` uint8 RGB, converted faithfully
-    (:func:`models.image_file.read_image`: 16-bit grayscale is scaled, not saturated; float
+    (:func:`btnk_env.models.image_file.read_image`: 16-bit grayscale is scaled, not saturated; float
     images are refused). Raises on undecodable data; the datasets skip and count such images."""
     return read_image(data_or_path)
 
@@ -244,7 +244,7 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
         return HFImageDataset(path[3:] if path.startswith("hf:") else path, split,
                               make("random_resized_crop" if transform == "auto" else transform))
     if kind == "shards" or (kind == "auto" and formats.is_shard_spec(path)):
-        from training.shard_stream import open_shard_stream
+        from btnk_env.training.shard_stream import open_shard_stream
 
         return open_shard_stream(path, make("resize" if transform == "auto" else transform), max_images)
     root = Path(path).expanduser()
@@ -270,9 +270,9 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
 
 
 def dataset_from_config(data_cfg: Any, img_size: Tuple[int, int]) -> Dataset:
-    """:func:`build_dataset` from a :class:`training.config.DataConfig` (``kind: render``: :mod:`training.online_data`)."""
+    """:func:`build_dataset` from a :class:`btnk_env.training.config.DataConfig` (``kind: render``: :mod:`btnk_env.training.online_data`)."""
     if data_cfg.kind == "render":
-        from training.online_data import RenderedPanoramaDataset, parse_layout_seeds
+        from btnk_env.training.online_data import RenderedPanoramaDataset, parse_layout_seeds
 
         if data_cfg.max_images is None:
             raise DatasetError("data.kind=render needs data.max_images (panoramas per epoch), e.g. data.max_images=6400")

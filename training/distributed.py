@@ -1,7 +1,7 @@
 """The process group started by ``torchrun``: set-up, rank helpers, reductions.
 
-``torchrun --nproc_per_node=N -m training ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the
-rendezvous variables; :func:`init_distributed` reads them (a plain ``python -m training`` is one
+``torchrun --nproc_per_node=N -m btnk_env.training ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the
+rendezvous variables; :func:`init_distributed` reads them (a plain ``python -m btnk_env.training`` is one
 process and needs none). NCCL is used on CUDA, Gloo on CPU.
 
 Example:
@@ -21,7 +21,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-from models.device import resolve_device
+from btnk_env.models.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def init_distributed(backend: str = "auto", device: str = "auto", timeout_s: int
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)  # one resolver for the project (models.device)
+    dev = resolve_device(device, local_rank)  # one resolver for the project (btnk_env.models.device)
     if world > 1 and not dist.is_initialized():
         if backend == "auto":
             backend = "nccl" if dev.type == "cuda" else "gloo"

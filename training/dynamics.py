@@ -1,16 +1,16 @@
-"""Training loop of the latent dynamics model (:class:`models.dynamics.LatentDynamics`).
+"""Training loop of the latent dynamics model (:class:`btnk_env.models.dynamics.LatentDynamics`).
 
 ``btnk-env train-dynamics --config configs/dynamics_rooms.yaml [key=value ...]`` (or under
 ``torchrun --nproc_per_node=N -m btnk_env train-dynamics ...``). The data is a latent episode dataset
-of ``btnk-env encode`` (docs/latent_datasets.md), read as :class:`training.latent_episodes.LatentWindows`
+of ``btnk-env encode`` (docs/latent_datasets.md), read as :class:`btnk_env.training.latent_episodes.LatentWindows`
 of ``K + H`` frames: the loss is the teacher-forced one-step MSE plus ``train.open_loop_weight`` times
-the ``H``-step open-loop MSE (:func:`models.dynamics.open_loop_loss`), in standardized latent units.
+the ``H``-step open-loop MSE (:func:`btnk_env.models.dynamics.open_loop_loss`), in standardized latent units.
 
 The loop reuses the MAE trainer's pieces: the structured-config conventions of
-:mod:`training.config` (dataclasses are the source of truth, YAML files are omegaconf views, a typo'd
-key is an error naming it), atomic checkpoints (:mod:`training.checkpointing`), the warm-up + cosine
-schedule (:mod:`training.lr_sched`), metrics files (:mod:`training.run_log`) and the process group
-(:mod:`training.distributed`). Batches are drawn by a generator seeded with ``(seed, step, rank)``
+:mod:`btnk_env.training.config` (dataclasses are the source of truth, YAML files are omegaconf views, a typo'd
+key is an error naming it), atomic checkpoints (:mod:`btnk_env.training.checkpointing`), the warm-up + cosine
+schedule (:mod:`btnk_env.training.lr_sched`), metrics files (:mod:`btnk_env.training.run_log`) and the process group
+(:mod:`btnk_env.training.distributed`). Batches are drawn by a generator seeded with ``(seed, step, rank)``
 and the model has no dropout, so a run resumed from ``checkpoint-latest.pth`` computes exactly the
 weights of the uninterrupted run.
 """
@@ -29,17 +29,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
-from models.files import atomic_write_text
-from training.run_folder import claim_run_folder
-from training import checkpointing as ckpt
-from training import distributed as D
-from training.config import ConfigError, DistConfig, load_config, to_dict, to_yaml
-from training.dynamics_eval import num_actions_of
-from training.latent_episodes import LatentWindows
+from btnk_env.models.dynamics import KINDS, DynamicsConfig, LatentDynamics, open_loop_loss
+from btnk_env.models.files import atomic_write_text
+from btnk_env.training.run_folder import claim_run_folder
+from btnk_env.training import checkpointing as ckpt
+from btnk_env.training import distributed as D
+from btnk_env.training.config import ConfigError, DistConfig, load_config, to_dict, to_yaml
+from btnk_env.training.dynamics_eval import num_actions_of
+from btnk_env.training.latent_episodes import LatentWindows
 from btnk_env.formats.latents import LatentDataset
-from training.lr_sched import lr_at
-from training.run_log import MetricsWriter
+from btnk_env.training.lr_sched import lr_at
+from btnk_env.training.run_log import MetricsWriter
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class DynamicsTrainConfig:
 
 
 def load_dynamics_config(yaml_path=None, overrides: Sequence[str] = ()) -> DynamicsTrainConfig:
-    """Schema <- YAML <- dotlist overrides, through :func:`training.config.load_config` (the same
+    """Schema <- YAML <- dotlist overrides, through :func:`btnk_env.training.config.load_config` (the same
     checks and one-line errors as the MAE configs).
 
     Raises:
@@ -290,7 +290,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_dynamics_config(args.config, args.overrides)  # input errors: one line via models.errors.run_cli
+    cfg = load_dynamics_config(args.config, args.overrides)  # input errors: one line via btnk_env.models.errors.run_cli
     trainer = DynamicsTrainer(cfg, progress=cfg.io.progress)
     last = trainer.fit()
     if trainer.ctx.is_main:

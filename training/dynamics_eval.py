@@ -3,7 +3,7 @@
 From every rollout start of every held-out episode, ``K`` true latents are the context and each method
 imagines ``max(horizons)`` steps under the recorded actions. At each horizon ``h`` (the latent after
 ``h`` actions) the report gives the latent MSE and cosine similarity against the true latent, and the
-PSNR / SSIM (:mod:`training.metrics`) of the imagined latent decoded by the encoder's decoder against
+PSNR / SSIM (:mod:`btnk_env.training.metrics`) of the imagined latent decoded by the encoder's decoder against
 the recorded frame. ``autoencoder`` is the ceiling: the true latent decoded.
 
 ``btnk-env eval-dynamics --model panorama-rooms-small-dynamics --data HELD_OUT_LATENTS --train-data
@@ -21,8 +21,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from models.files import atomic_write_text
-from models.rollout import Step, copy_last, imagine
+from btnk_env.models.files import atomic_write_text
+from btnk_env.models.rollout import Step, copy_last, imagine
 from btnk_env.formats.latents import LatentDataset
 
 HORIZONS = (1, 5, 10, 20, 30)
@@ -49,7 +49,7 @@ class RidgeDynamics:
 
     def fit(self, data: LatentDataset) -> "RidgeDynamics":
         """Fit on every ``K + 1``-frame window of the episodes."""
-        from training.latent_episodes import LatentWindows
+        from btnk_env.training.latent_episodes import LatentWindows
 
         w = LatentWindows(data, window=self.context + 1)
         z = torch.from_numpy(np.stack([np.asarray(data.latents[s:s + self.context + 1], np.float32) for s in w.starts]))
@@ -95,7 +95,7 @@ def evaluate(methods: Dict[str, Step], data: LatentDataset, encoder, context: in
     """
     from btnk_env.formats.episodes import EpisodeFolder
     from btnk_env.video import decode_rollout
-    from training.metrics import psnr, ssim
+    from btnk_env.training.metrics import psnr, ssim
 
     hmax = max(horizons)
     starts = rollout_starts(data, context, hmax, stride)
@@ -156,7 +156,7 @@ def plot(report: dict, path: "str | Path", horizons: Sequence[int] = HORIZONS) -
     """Two panels (latent MSE, decoded PSNR vs horizon), one line per method, written as a PNG with PIL."""
     from PIL import Image, ImageDraw
 
-    from models.image_file import save_png
+    from btnk_env.models.image_file import save_png
 
     methods = [m for m in report if not m.startswith("_")]
     w, h, pad = 420, 300, 50
@@ -201,9 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models import BtnkMAE
-    from models.dynamics import DynamicsMismatchError, LatentDynamics
-    from models.identity import model_sha256
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.dynamics import DynamicsMismatchError, LatentDynamics
+    from btnk_env.models.identity import model_sha256
 
     try:
         dyn = LatentDynamics.from_pretrained(args.model)

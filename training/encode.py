@@ -1,7 +1,7 @@
 """``btnk-env encode``: a panorama or episode dataset -> a latent dataset (:mod:`btnk_env.formats.latents`).
 
-Frames are decoded by threads (:mod:`training.frame_reader`) while the model encodes the previous
-batch, and converted to model input on the model's device (:func:`models.frames_to_tensor`, the
+Frames are decoded by threads (:mod:`btnk_env.training.frame_reader`) while the model encodes the previous
+batch, and converted to model input on the model's device (:func:`btnk_env.models.frames_to_tensor`, the
 wrappers' own conversion, so the latents equal what ``BtnkMAEObservation`` gives an agent); on a GPU the batches are pinned and copied
 asynchronously. Output goes in chunks of ``chunk_size`` frames, each written atomically with a
 done-marker, so a killed encode resumes at the first missing chunk and never writes a frame twice.
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 
 from btnk_env.formats import exclusive_lock
-from models import BtnkMAE, frames_to_tensor
-from models.errors import NotOursError
-from models.files import check_replaceable_dir, claim_dir
-from models.identity import model_sha256
-from models.precision import check_precision, for_inference
+from btnk_env.models import BtnkMAE, frames_to_tensor
+from btnk_env.models.errors import NotOursError
+from btnk_env.models.files import check_replaceable_dir, claim_dir
+from btnk_env.models.identity import model_sha256
+from btnk_env.models.precision import check_precision, for_inference
 from btnk_env.formats import latents as fmt
-from training.datasets import MANIFEST, find_images, panorama_files, read_panorama_config
-from training.frame_reader import read_batches
+from btnk_env.training.datasets import MANIFEST, find_images, panorama_files, read_panorama_config
+from btnk_env.training.frame_reader import read_batches
 
 __all__ = ["encode_dataset", "open_source", "PanoramaSource", "EpisodeSource", "model_sha256"]
 
@@ -213,7 +213,7 @@ def encode_dataset(
         model: a name or path for ``BtnkMAE.from_pretrained`` or a ``BtnkMAE`` (not modified).
         batch_size: frames per forward.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (CPU), via
-            :func:`models.precision.for_inference`.
+            :func:`btnk_env.models.precision.for_inference`.
         device: ``"auto"`` (this rank's GPU when there is one), ``"cpu"`` or ``"cuda"``.
         dtype: ``"float32"`` or ``"float16"``, the stored latents' dtype.
         chunk_size: frames per output chunk (the unit of resuming and of splitting across ranks).
@@ -221,7 +221,7 @@ def encode_dataset(
         minari_id: also export the episodes as this Minari dataset (episodes only).
         progress: a tqdm progress bar (rank 0).
         on_chunk: called with the chunk index after each chunk is stored.
-        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`btnk_env.models.backends`).
 
     Returns:
         the output folder.
@@ -230,7 +230,7 @@ def encode_dataset(
         ValueError: before any work, for a dataset with no frames or episodes, an existing output
             of another model, size, latent width or settings, or a Minari export of panoramas.
     """
-    from training.distributed import barrier, init_distributed, shutdown
+    from btnk_env.training.distributed import barrier, init_distributed, shutdown
 
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size} and {chunk_size}")
@@ -404,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
         out = encode_dataset(args.dataset, args.out, args.model, batch_size=args.batch_size, precision=args.precision,
                              device=args.device, dtype=args.dtype, chunk_size=args.chunk_size, workers=args.workers,
                              minari_id=args.minari_id, progress=not args.no_progress, backend=args.backend)
-    except ImportError as err:  # an optional dependency (minari); input errors: one line via models.errors.run_cli
+    except ImportError as err:  # an optional dependency (minari); input errors: one line via btnk_env.models.errors.run_cli
         print(f"btnk-env encode: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

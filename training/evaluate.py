@@ -28,10 +28,10 @@ from typing import Any, List, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from models.image import denormalize
-from training.datasets import DatasetError, build_dataset, collate_skip
-from training.metrics import psnr, ssim
-from training.shard_stream import ShardStream
+from btnk_env.models.image import denormalize
+from btnk_env.training.datasets import DatasetError, build_dataset, collate_skip
+from btnk_env.training.metrics import psnr, ssim
+from btnk_env.training.shard_stream import ShardStream
 
 
 @dataclass
@@ -91,9 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, evaluate, print ``PSNR`` and ``SSIM``."""
-    from models import BtnkMAE, CheckpointError
-    from models.config import check_img_size
-    from models.device import resolve_device
+    from btnk_env.models import BtnkMAE, CheckpointError
+    from btnk_env.models.config import check_img_size
+    from btnk_env.models.device import resolve_device
 
     overrides = {k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v}
     try:
@@ -113,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  over {result.n_images} images at {h}x{w}"
           + (f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else ""))
     if args.json:
-        from models.files import atomic_write_text
+        from btnk_env.models.files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(asdict(result), indent=1))
     return 0
 
 
-def _main(argv: Optional[List[str]] = None) -> int:  # pragma: no cover - python -m training.evaluate
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate")
+def _main(argv: Optional[List[str]] = None) -> int:  # pragma: no cover - python -m btnk_env.training.evaluate
+    parser = argparse.ArgumentParser(prog="python -m btnk_env.training.evaluate")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

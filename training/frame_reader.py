@@ -4,7 +4,7 @@ PNG and JPEG decoding (Pillow) releases the GIL, so decoder threads overlap with
 forward without worker processes: nothing to start (a DataLoader worker imports torch first,
 seconds on a loaded machine) and no frames pickled between processes. Files are read in order
 (shards of a folder sequentially), a batch per task, at most ``workers + ahead`` batches in flight;
-frames stay uint8 until the model's device converts them (:func:`models.frames_to_tensor`).
+frames stay uint8 until the model's device converts them (:func:`btnk_env.models.frames_to_tensor`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from models import frames_to_tensor
-from training.datasets import decode_image
+from btnk_env.models import frames_to_tensor
+from btnk_env.training.datasets import decode_image
 
 
 def read_batch(files: Sequence[Path], indices: Sequence[int], size: Tuple[int, int],

@@ -1,4 +1,4 @@
-"""Training of the goal-distance head (:class:`models.goal_distance.GoalDistance`), the planning cost.
+"""Training of the goal-distance head (:class:`btnk_env.models.goal_distance.GoalDistance`), the planning cost.
 
 ``btnk-env train-goal-distance --config configs/goal_distance_rooms.yaml [key=value ...]``.
 
@@ -32,12 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.goal_distance import GoalDistance, GoalDistanceConfig
-from training import checkpointing as ckpt
-from training.config import ConfigError, load_config, to_dict, to_yaml
-from training.lr_sched import lr_at
-from training.online_data import check_layout_seeds, parse_layout_seeds
-from training.run_log import MetricsWriter
+from btnk_env.models.goal_distance import GoalDistance, GoalDistanceConfig
+from btnk_env.training import checkpointing as ckpt
+from btnk_env.training.config import ConfigError, load_config, to_dict, to_yaml
+from btnk_env.training.lr_sched import lr_at
+from btnk_env.training.online_data import check_layout_seeds, parse_layout_seeds
+from btnk_env.training.run_log import MetricsWriter
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class GoalDistanceTrainConfig:
 
 
 def load_goal_distance_config(yaml_path=None, overrides: Sequence[str] = ()) -> GoalDistanceTrainConfig:
-    """Schema <- YAML <- dotlist overrides (:func:`training.config.load_config`)."""
+    """Schema <- YAML <- dotlist overrides (:func:`btnk_env.training.config.load_config`)."""
     return load_config(yaml_path, overrides, GoalDistanceTrainConfig)
 
 
@@ -209,9 +209,9 @@ class GoalDistanceTrainer:
 
     def __init__(self, cfg: GoalDistanceTrainConfig, progress: bool = False) -> None:
         from btnk_env.imagine import load_pair
-        from training.encode import model_sha256
-        from training.run_folder import claim_run_folder
-        from training import distributed as D
+        from btnk_env.training.encode import model_sha256
+        from btnk_env.training.run_folder import claim_run_folder
+        from btnk_env.training import distributed as D
 
         self.cfg = cfg
         self.out_dir = Path(cfg.io.out_dir)
@@ -224,7 +224,7 @@ class GoalDistanceTrainer:
             self.data = dict(np.load(cache))
         else:
             self.data = render_episodes(cfg.data, encoder, dyn, progress)
-            from models.files import atomic_path
+            from btnk_env.models.files import atomic_path
 
             with atomic_path(cache, suffix=".npz") as tmp:
                 np.savez(tmp, **self.data)
@@ -276,7 +276,7 @@ class GoalDistanceTrainer:
                 self._run_folder = None
 
     def _fit(self, stop_after: Optional[int]) -> Dict[str, float]:
-        from models.files import atomic_write_text
+        from btnk_env.models.files import atomic_write_text
 
         c, t = self.cfg, self.cfg.train
         atomic_write_text(self.out_dir / "config.yaml", to_yaml(c))

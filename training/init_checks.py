@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, List
 
-from models import BtnkMAEConfig
-from models.checkpoint import CONFIG_FILE
-from models.config import PRESETS
-from models.hub import bundled_path
-from training.config import ConfigError
+from btnk_env.models import BtnkMAEConfig
+from btnk_env.models.checkpoint import CONFIG_FILE
+from btnk_env.models.config import PRESETS
+from btnk_env.models.hub import bundled_path
+from btnk_env.training.config import ConfigError
 
 __all__ = ["ARCH_FIELDS", "check_against_checkpoint", "check_warmup"]
 
@@ -48,11 +48,11 @@ def check_against_checkpoint(mcfg: Any, config: BtnkMAEConfig, source: str) -> N
     the architecture the checkpoint ``source`` (a path, release or bundled name) holds.
 
     Example:
-        >>> from training.config import ModelConfig
+        >>> from btnk_env.training.config import ModelConfig
         >>> check_against_checkpoint(ModelConfig(init="pretrained:m", act_fn="relu"), BtnkMAEConfig.from_preset("test"), "m")
         Traceback (most recent call last):
         ...
-        training.config.ConfigError: model.init=pretrained:m stores its architecture and it wins: model.act_fn=relu but the checkpoint has act_fn=None. Fix: ...
+        btnk_env.training.config.ConfigError: model.init=pretrained:m stores its architecture and it wins: model.act_fn=relu but the checkpoint has act_fn=None. Fix: ...
     """
     problems: List[str] = []
     if mcfg.act_fn is not None and mcfg.act_fn != config.act_fn:

@@ -6,7 +6,7 @@ the arrays are memory-mapped, so a dataset larger than memory costs only what a 
 Example (a folder written by ``btnk-env encode`` of an episode dataset; docs/latent_datasets.md)::
 
     from torch.utils.data import DataLoader
-    from training.latent_episodes import LatentWindows
+    from btnk_env.training.latent_episodes import LatentWindows
 
     windows = LatentWindows("data/episodes_latents", window=16)
     for batch in DataLoader(windows, batch_size=32, shuffle=True):

@@ -1,4 +1,4 @@
-"""Image quality: PSNR (:func:`models.metrics.psnr`) and SSIM on ``[0, 1]`` images, per image, in torch.
+"""Image quality: PSNR (:func:`btnk_env.models.metrics.psnr`) and SSIM on ``[0, 1]`` images, per image, in torch.
 
 SSIM follows Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True``:
 an 11x11 Gaussian window with sigma 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with ``L = 1``,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.metrics import psnr  # the project's one PSNR (per image; inf for equal images)
+from btnk_env.models.metrics import psnr  # the project's one PSNR (per image; inf for equal images)
 
 __all__ = ["psnr", "ssim", "gaussian_window"]
 

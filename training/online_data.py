@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.datasets import DatasetError, ImageTransform
+from btnk_env.training.datasets import DatasetError, ImageTransform
 
 HELDOUT_LAYOUT_SEEDS = range(1000, 1020)
 """Layouts of the held-out evaluation set (``btnk-env collect ... --seeds 1000-1019``); never rendered for training."""
@@ -75,7 +75,7 @@ class RenderedPanoramaDataset(Dataset):
         img_size: ``(H, 2H)`` output size (the world renders 2:1 equirectangular panoramas).
         layout_seeds: apartments to render (never the held-out 1000-1019).
         length: panoramas per epoch.
-        hflip, pano_roll: augmentation, as :class:`training.datasets.ImageTransform`.
+        hflip, pano_roll: augmentation, as :class:`btnk_env.training.datasets.ImageTransform`.
         world: a preset of :data:`btnk_env.envs.panorama_rooms.WORLDS`.
 
     Items: ``((i, aug_seed)) -> (image (3, H, 2H) float32 ImageNet-normalized, key)`` with key

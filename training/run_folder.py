@@ -6,7 +6,7 @@
 - **An existing run** (a checkpoint, ``final/`` or metrics in the folder) is continued only with
   ``train.resume=auto`` (or a checkpoint path), started over only with ``train.overwrite=true``
   (which removes the run's own files, nothing else); otherwise :class:`RunFolderError` says so.
-- **Ownership.** The folder is marked as a ``train-run`` folder (:mod:`models.files`); a
+- **Ownership.** The folder is marked as a ``train-run`` folder (:mod:`btnk_env.models.files`); a
   non-empty folder of other files is refused.
 - **Leftovers of a killed run**: temporary files of our naming (a full-size checkpoint the kill
   cut short) are removed under the lock.
@@ -29,8 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Optional, Union
 
-from models.errors import BtnkEnvError
-from models.files import OWNER_MARKER, claim_dir, clean_stale_temps
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.files import OWNER_MARKER, claim_dir, clean_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class RunFolder:
     Raises:
         RunFolderError: another trainer holds the folder; or it holds a run and neither
             ``resume`` nor ``overwrite`` is set; or both are set.
-        models.files.NotOursError: the folder holds files that are not a run's.
+        btnk_env.models.files.NotOursError: the folder holds files that are not a run's.
     """
 
     def __init__(self, out_dir: Union[str, "os.PathLike[str]"], resume: Optional[str], overwrite: bool) -> None:
@@ -139,10 +139,10 @@ class RunFolder:
 
 
 def claim_run_folder(ctx, out_dir: Union[str, "os.PathLike[str]"], resume: Optional[str], overwrite: bool) -> Optional[RunFolder]:
-    """Lock and check ``out_dir`` on rank 0 (``ctx``: :class:`training.distributed.DistContext`);
+    """Lock and check ``out_dir`` on rank 0 (``ctx``: :class:`btnk_env.training.distributed.DistContext`);
     under ``torchrun`` every rank stops with rank 0's refusal instead of hanging. Returns rank 0's
     held :class:`RunFolder` (``None`` on the other ranks); release it when the run ends."""
-    from training import distributed as D
+    from btnk_env.training import distributed as D
 
     folder, problem = None, None
     if ctx.is_main:

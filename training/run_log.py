@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from models.files import atomic_write_text
-from models.image import tensor_to_frames
+from btnk_env.models.files import atomic_write_text
+from btnk_env.models.image import tensor_to_frames
 
 logger = logging.getLogger(__name__)
 

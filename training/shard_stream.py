@@ -39,8 +39,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from btnk_env import formats as F
-from training.datasets import DatasetError, ImageTransform, collate_skip, decode_image
-from training.sampler import aug_seed
+from btnk_env.training.datasets import DatasetError, ImageTransform, collate_skip, decode_image
+from btnk_env.training.sampler import aug_seed
 
 __all__ = ["ShardStream", "open_shard_stream"]
 
@@ -56,7 +56,7 @@ class ShardStream(IterableDataset):
 
     Args:
         shard_set: a resolved :class:`~btnk_env.formats.ShardSet`.
-        transform: an :class:`~training.datasets.ImageTransform`.
+        transform: an :class:`~btnk_env.training.datasets.ImageTransform`.
         max_images: use only the first N samples (whole shards, the last one cut).
     """
 

@@ -2,7 +2,7 @@
 
 One optimizer step = ``train.accum_iter`` micro-batches of ``train.batch_size`` images per process;
 the learning rate is set before each step (warm-up, then half-cycle cosine); the loss is
-:func:`training.losses.bottleneck_losses`. Data order, augmentation and dropout are functions of
+:func:`btnk_env.training.losses.bottleneck_losses`. Data order, augmentation and dropout are functions of
 the seed, the epoch and the step, and a checkpoint stores the RNG state of every rank at a step
 boundary, so a run resumed from any checkpoint (mid-epoch included) computes the same weights as
 the uninterrupted run. Rank 0 alone writes files.
@@ -10,7 +10,7 @@ the uninterrupted run. Rank 0 alone writes files.
 Example:
     >>> import tempfile, numpy as np
     >>> from PIL import Image
-    >>> from training.config import load_config
+    >>> from btnk_env.training.config import load_config
     >>> d = tempfile.mkdtemp()
     >>> for i in range(4):
     ...     Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(f"{d}/{i}.png")
@@ -35,21 +35,21 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from models import BtnkMAE, BtnkMAEConfig
-from models.checkpoint import load_state_dict_strict
-from training import checkpointing as ckpt
-from training import distributed as D
-from training.config import DEFAULT_PRESET, TrainConfig, to_dict, to_yaml
-from training.datasets import DatasetError, collate_skip, dataset_from_config
-from training.init_checks import check_against_checkpoint, check_warmup
-from training.losses import bottleneck_losses
-from training.lr_sched import lr_at, param_groups, peak_lr, set_lr
-from models.files import atomic_write_text
-from training.run_folder import claim_run_folder
-from models.image_file import save_png
-from training.run_log import MetricsWriter, snapshot_grid
-from training.sampler import EpochBatchSampler
-from training.shard_stream import ShardStream
+from btnk_env.models import BtnkMAE, BtnkMAEConfig
+from btnk_env.models.checkpoint import load_state_dict_strict
+from btnk_env.training import checkpointing as ckpt
+from btnk_env.training import distributed as D
+from btnk_env.training.config import DEFAULT_PRESET, TrainConfig, to_dict, to_yaml
+from btnk_env.training.datasets import DatasetError, collate_skip, dataset_from_config
+from btnk_env.training.init_checks import check_against_checkpoint, check_warmup
+from btnk_env.training.losses import bottleneck_losses
+from btnk_env.training.lr_sched import lr_at, param_groups, peak_lr, set_lr
+from btnk_env.models.files import atomic_write_text
+from btnk_env.training.run_folder import claim_run_folder
+from btnk_env.models.image_file import save_png
+from btnk_env.training.run_log import MetricsWriter, snapshot_grid
+from btnk_env.training.sampler import EpochBatchSampler
+from btnk_env.training.shard_stream import ShardStream
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 from btnk_env import formats as F
 from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
 from btnk_env.collection.seeds import SeedRanges, parse_seeds
-from models.files import clean_stale_temps, settings_diff
+from btnk_env.models.files import clean_stale_temps, settings_diff
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
 
@@ -364,10 +364,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``btnk-env collect``; returns the exit status. Input errors (bad seeds, an output that
     is a file, a read-only folder, a full disk, a locked or damaged dataset) become one line
-    through :func:`models.errors.explain`."""
+    through :func:`btnk_env.models.errors.explain`."""
     import sys
 
-    from models.errors import BtnkEnvError
+    from btnk_env.models.errors import BtnkEnvError
 
     if args.merge_index:
         from btnk_env.formats.shards import merge_indexes

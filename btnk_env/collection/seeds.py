@@ -24,7 +24,7 @@ import bisect
 import re
 from typing import Any, Iterator, List, Sequence, Tuple, Union, overload
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 __all__ = ["MAX_SEED", "SeedError", "SeedRanges", "parse_seeds", "seed_arg"]
 

@@ -32,7 +32,7 @@ from btnk_env.envs.layout import Layout, generate_layout
 from btnk_env.envs.mesh import VERTEX_FLOATS, layout_mesh
 from btnk_env.envs.panorama_rooms import WORLDS
 from btnk_env.envs.textures import Material, make_textures
-from models.files import atomic_write_bytes
+from btnk_env.models.files import atomic_write_bytes
 
 __all__ = ["WORLD_TO_FILE", "scene_triangles", "apartment_scene", "export_scene", "add_arguments", "run"]
 
@@ -92,7 +92,7 @@ def apartment_scene(layout: Layout, textures: np.ndarray):
 def export_scene(seed: int, out: str | os.PathLike, world: str = "apartment", overwrite: bool = False) -> Path:
     """Write the built-in apartment of ``seed`` (``world`` preset) to ``out`` as a ``.glb``.
 
-    The file is written atomically (:func:`models.files.atomic_write_bytes`); an existing ``out``
+    The file is written atomically (:func:`btnk_env.models.files.atomic_write_bytes`); an existing ``out``
     is never replaced unless ``overwrite``.
 
     Returns:

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import gymnasium as gym
 
-from models.errors import BtnkEnvError
+from btnk_env.models.errors import BtnkEnvError
 
 __all__ = ["ENTRY_POINT", "make_latent_env", "world_env_spec"]
 
@@ -35,8 +35,8 @@ def make_latent_env(
     Observations: ``Box(-inf, inf, (D,), float32)`` latents, as in the dataset.
     """
     from btnk_env.wrappers import BtnkMAEObservation
-    from models import BtnkMAE
-    from models.identity import model_sha256 as sha256_of  # the hash the latent dataset stores
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.identity import model_sha256 as sha256_of  # the hash the latent dataset stores
 
     env = gym.envs.registration.load_env_creator(world)(**{**world_kwargs, **kwargs})
     encoder = BtnkMAE.from_pretrained(model)

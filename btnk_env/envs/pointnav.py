@@ -38,7 +38,7 @@ import numpy as np
 from gymnasium import spaces
 
 from btnk_env.envs.task import pick_goal
-from models.files import atomic_write_bytes
+from btnk_env.models.files import atomic_write_bytes
 
 __all__ = ["PointNavEpisode", "PointNavEnv", "ShortestPathPolicy", "load_pointnav", "write_pointnav",
            "sample_pointnav_episodes", "from_json", "to_json", "STOP", "SUCCESS_DISTANCE"]

@@ -10,7 +10,7 @@
 The panorama formats in detail:
 
 Collection (:mod:`btnk_env.collection.collect`), the shard writer (:mod:`btnk_env.formats.shards`),
-training (:mod:`training.datasets`, :mod:`training.shard_stream`) and evaluation import these names;
+training (:mod:`btnk_env.training.datasets`, :mod:`btnk_env.training.shard_stream`) and evaluation import these names;
 nothing else spells them.
 
 **PNG folder** (small sets; what the original btnk_mae loader reads)::
@@ -37,7 +37,7 @@ any other JSON keys (an episode recorder adds ``action``, ``reward``, ``terminat
 ``truncated``; readers pass unknown keys through).
 
 Ownership: a collector, converter or merger writes only into a folder that is absent, empty, or one
-it created (the :data:`models.files.OWNER_MARKER` of kind :data:`FOLDER_KIND` / :data:`SHARDS_KIND`,
+it created (the :data:`btnk_env.models.files.OWNER_MARKER` of kind :data:`FOLDER_KIND` / :data:`SHARDS_KIND`,
 recording the settings that decide its contents); another writer's settings are refused before any
 work, naming what differs (:func:`claim`).
 

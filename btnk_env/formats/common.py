@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from models.errors import BtnkEnvError
-from models.files import atomic_write_bytes, claim_dir, fsync_dir
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.files import atomic_write_bytes, claim_dir, fsync_dir
 
 CONFIG = "dataset_config.json"
 MANIFEST = "manifest.jsonl"
@@ -98,8 +98,8 @@ def _written_before_markers(root: Path) -> bool:
 
 
 def claim(root: str | os.PathLike, kind: str, settings: dict | None) -> Path:
-    """Make ``root`` this writer's folder of ``kind`` (:func:`models.files.claim_dir`): absent, empty
-    or ours with the same ``settings``; else a one-line :class:`~models.errors.NotOursError`."""
+    """Make ``root`` this writer's folder of ``kind`` (:func:`btnk_env.models.files.claim_dir`): absent, empty
+    or ours with the same ``settings``; else a one-line :class:`~btnk_env.models.errors.NotOursError`."""
     return claim_dir(root, kind, "write to another --out", _written_before_markers, settings)
 
 

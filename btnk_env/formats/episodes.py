@@ -1,7 +1,7 @@
 """The episode dataset format: one :class:`Episode` record, the writer interface, the folder writer
 and its reader. This module owns the file names and keys; the recorder
 (:mod:`btnk_env.collection.episodes`) writes through :class:`EpisodeWriter` and the encoder
-(:mod:`training.encode`) reads through :class:`EpisodeFolder`.
+(:mod:`btnk_env.training.encode`) reads through :class:`EpisodeFolder`.
 
 Folder layout::
 
@@ -19,7 +19,7 @@ An episode is written whole into a temporary folder beside it (every file fsynce
 killed recording leaves complete episodes plus at most one stale temporary folder, which the next
 writer removes before writing the missing episodes.
 
-Ownership and damage: the writer claims the folder (:func:`models.files.claim_dir`, kind
+Ownership and damage: the writer claims the folder (:func:`btnk_env.models.files.claim_dir`, kind
 :data:`KIND`, with the recording settings) and holds its lock while writing. A damaged record (an
 index line that is not a whole record, a folder without its frames, a ``steps.npz`` that is
 missing, truncated, of other lengths than the record's ``num_steps``, with actions outside the
@@ -48,9 +48,9 @@ import numpy as np
 
 from btnk_env.formats.common import DatasetFormatError, exclusive_lock, is_locked, read_json
 from btnk_env.formats.common import png_bytes as _png_bytes
-from models.errors import NotOursError
-from models.files import atomic_write_bytes as _atomic_write_bytes
-from models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, temp_name
+from btnk_env.models.errors import NotOursError
+from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
+from btnk_env.models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, temp_name
 
 __all__ = ["Episode", "EpisodeWriter", "EpisodeFolderWriter", "EpisodeFolder", "is_episode_dataset",
            "DATASET_TYPE", "CONFIG", "INDEX"]
@@ -426,7 +426,7 @@ class EpisodeFolder:
 
     def load(self, i: int) -> Episode:
         """Episode ``i`` with its frames decoded."""
-        from models.image_file import read_image
+        from btnk_env.models.image_file import read_image
 
         rec = self.episodes[i]
         frames = np.stack([read_image(p) for p in self.frame_files(i)])

@@ -1,5 +1,5 @@
-"""The latent dataset format written by ``btnk-env encode`` (:mod:`training.encode`) and read by
-:class:`LatentDataset` / :class:`training.latent_episodes.LatentWindows`. This module owns the file names.
+"""The latent dataset format written by ``btnk-env encode`` (:mod:`btnk_env.training.encode`) and read by
+:class:`LatentDataset` / :class:`btnk_env.training.latent_episodes.LatentWindows`. This module owns the file names.
 
 Folder layout::
 
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import BtnkEnvError
-from models.files import atomic_write_bytes as _atomic_write_bytes
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
 
 __all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk",
            "FORMAT", "META", "LATENTS", "KEYS", "EPISODE_ARRAYS", "COMPAT_KEYS"]
@@ -51,11 +51,11 @@ CHUNKS = "chunks"
 EPISODE_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
                   "poses": np.float32}
 #: metadata that must match for an encode to continue an existing output: the model (its hash,
-#: :func:`training.encode.model_sha256`) and the source (``source_fingerprint``: a hash of its
+#: :func:`btnk_env.training.encode.model_sha256`) and the source (``source_fingerprint``: a hash of its
 #: index or manifest and settings) bind a latent dataset to what it encodes; another is refused, never mixed
 COMPAT_KEYS = ("kind", "model_sha256", "source_fingerprint", "img_size", "latent_dim", "precision", "dtype",
                "chunk_size", "source_settings")
-#: owner-marker kind of a latent dataset folder (:func:`models.files.claim_dir`)
+#: owner-marker kind of a latent dataset folder (:func:`btnk_env.models.files.claim_dir`)
 KIND = "latent-dataset"
 
 
@@ -177,7 +177,7 @@ class LatentDataset:
             raise BtnkEnvError(f"{self.root / GOALS} has {len(self.goals)} rows for {len(off) - 1} episodes")
 
     def check_finite(self, rows: int = 1 << 16) -> None:
-        """Raise :class:`~models.errors.BtnkEnvError` if a latent is NaN or infinite (read in blocks of ``rows``)."""
+        """Raise :class:`~btnk_env.models.errors.BtnkEnvError` if a latent is NaN or infinite (read in blocks of ``rows``)."""
         for a in range(0, len(self.latents), rows):
             block = np.asarray(self.latents[a:a + rows])
             if not np.isfinite(block).all():

@@ -48,7 +48,7 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     """Records of a PNG folder's ``manifest.jsonl`` (``[]`` if it has none), in order.
 
     Each record has a ``file`` (relative to the folder); if it has an ``index``, it must equal
-    the record's position. Files are not checked here (see :func:`training.datasets.panorama_files`
+    the record's position. Files are not checked here (see :func:`btnk_env.training.datasets.panorama_files`
     and :func:`btnk_env.collection.collect.load_manifest`).
 
     Raises:

@@ -43,8 +43,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from models.errors import NotOursError
-from models.files import fsync_dir, settings_diff
+from btnk_env.models.errors import NotOursError
+from btnk_env.models.files import fsync_dir, settings_diff
 from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name
 
 __all__ = ['ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']

@@ -60,7 +60,7 @@ def plan_video(env, planner, encoder, seed: int, goal_frame: np.ndarray, max_ste
     from btnk_env.imagine import encode_frames
     from btnk_env.video import decode_rollout
     from btnk_env.video.layout import comparison_strip
-    from models import resize_frames
+    from btnk_env.models import resize_frames
 
     obs = env.render()
     planner.reset(encode_frames(encoder, goal_frame[None])[0], seed=seed)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 options["goal"] = (x, z)
             obs, info = env.reset(seed=args.seed, options=options)
             if args.goal_image:
-                from models.image_file import read_image
+                from btnk_env.models.image_file import read_image
 
                 goal_frame = read_image(args.goal_image)
             else:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         env.close()
     text = json.dumps(report, indent=2) + "\n"
     if args.json:
-        from models.files import atomic_write_text
+        from btnk_env.models.files import atomic_write_text
 
         atomic_write_text(Path(args.json), text)
     if args.plot:
@@ -155,7 +155,7 @@ def evaluate_methods(args, env, methods, dyn, head, encoder) -> dict:
     from btnk_env.policies import RandomPolicy, make_policy
     from btnk_env.collection.seeds import parse_seeds
     from btnk_env.planning import evaluate as E
-    from training.dynamics_eval import RidgeDynamics, copy_last
+    from btnk_env.training.dynamics_eval import RidgeDynamics, copy_last
 
     agents = {}
     for m in methods:

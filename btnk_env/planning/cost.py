@@ -34,7 +34,7 @@ def imagine(step: Step, context: torch.Tensor, context_actions: torch.Tensor, ac
     Returns:
         ``(N, H, D)`` imagined latents.
     """
-    from models.rollout import imagine as imagine_open_loop
+    from btnk_env.models.rollout import imagine as imagine_open_loop
 
     n = len(actions)
     acts = torch.cat([context_actions.long()[None].expand(n, -1), actions.long()], 1)  # (N, K - 1 + H)

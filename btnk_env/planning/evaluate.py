@@ -121,7 +121,7 @@ def plot(report: Dict, path):
 
     from PIL import Image, ImageDraw
 
-    from models.image_file import save_png
+    from btnk_env.models.image_file import save_png
 
     methods = list(report["methods"])
     bar, gap, h, top, left = 24, 40, 240, 30, 40

@@ -14,11 +14,11 @@ def load_models(dynamics: str = "panorama-rooms-small-dynamics", head: str = DEF
     hashes.
 
     Raises:
-        models.dynamics.DynamicsMismatchError: a pair that was not trained together.
+        btnk_env.models.dynamics.DynamicsMismatchError: a pair that was not trained together.
     """
     from btnk_env.imagine import load_pair
-    from models.goal_distance import GoalDistance
-    from models.identity import model_sha256
+    from btnk_env.models.goal_distance import GoalDistance
+    from btnk_env.models.identity import model_sha256
 
     dyn, enc = load_pair(dynamics, encoder, num_actions)
     gd = GoalDistance.from_pretrained(head)

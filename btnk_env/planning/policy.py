@@ -40,13 +40,13 @@ def padded_context(latents: torch.Tensor, actions: torch.Tensor, k: int):
 
 
 class LatentPlanner:
-    """Plans with ``step`` (a :class:`models.dynamics.LatentDynamics` or a baseline ``step(z, a)``) and a
+    """Plans with ``step`` (a :class:`btnk_env.models.dynamics.LatentDynamics` or a baseline ``step(z, a)``) and a
     goal-distance ``head``.
 
     Example:
         >>> import torch
-        >>> from models.dynamics import DynamicsConfig, LatentDynamics
-        >>> from models.goal_distance import GoalDistance, GoalDistanceConfig
+        >>> from btnk_env.models.dynamics import DynamicsConfig, LatentDynamics
+        >>> from btnk_env.models.goal_distance import GoalDistance, GoalDistanceConfig
         >>> dyn = LatentDynamics(DynamicsConfig(latent_dim=8, num_actions=3, context=2, width=16, depth=1, heads=2))
         >>> head = GoalDistance(GoalDistanceConfig(latent_dim=8, width=16, depth=1))
         >>> planner = LatentPlanner(dyn, head, num_actions=3, context=2, horizon=4)

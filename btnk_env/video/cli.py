@@ -92,7 +92,7 @@ def load_frames(path: Path) -> np.ndarray:
     """Ground-truth frames from ``path``: ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` uint8."""
     import imageio.v3 as iio
 
-    from models.image_file import read_image
+    from btnk_env.models.image_file import read_image
 
     if not path.exists():
         raise FileNotFoundError(f"ground-truth frames {path} do not exist")
@@ -142,9 +142,9 @@ def _raw_frames(pred: np.ndarray) -> Iterator[np.ndarray]:
 
 def _load_model(args: argparse.Namespace):
     """The model (in eval mode, on ``--device``) and the ``(H, W)`` to decode at."""
-    from models import BtnkMAE
-    from models.config import check_img_size
-    from models.device import resolve_device
+    from btnk_env.models import BtnkMAE
+    from btnk_env.models.config import check_img_size
+    from btnk_env.models.device import resolve_device
 
     overrides = {
         k: v for k, v in (("num_heads", args.num_heads), ("decoder_num_heads", args.decoder_num_heads)) if v is not None
@@ -155,14 +155,14 @@ def _load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``btnk-env video``; input errors become one line through :func:`models.errors.explain`."""
+    """Run ``btnk-env video``; input errors become one line through :func:`btnk_env.models.errors.explain`."""
     from tqdm import tqdm
 
     from btnk_env.video import check_latents, decode_rollout, interpolate_latents, load_latents
     from btnk_env.video.io import check_video_path, write_video
     from btnk_env.video.layout import interpolation_frames, iter_comparison_frames
-    from models import resize_frames
-    from models.precision import check_precision
+    from btnk_env.models import resize_frames
+    from btnk_env.models.precision import check_precision
 
     out = check_video_path(args.out)
     if args.context < 0 or args.batch_size < 1 or args.fps <= 0 or args.steps < 2:
@@ -176,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
     if args.interpolate is not None:
         import torch
 
-        from models import frames_to_tensor
-        from models.image_file import read_image
+        from btnk_env.models import frames_to_tensor
+        from btnk_env.models.image_file import read_image
 
         ends = [resize_frames(read_image(p), size) for p in args.interpolate]
         with torch.inference_mode():

@@ -20,10 +20,10 @@ from typing import Callable, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from models import BtnkMAE, tensor_to_frames
-from models.config import ImageSize, to_hw
-from models.errors import BtnkEnvError
-from models.precision import for_inference
+from btnk_env.models import BtnkMAE, tensor_to_frames
+from btnk_env.models.config import ImageSize, to_hw
+from btnk_env.models.errors import BtnkEnvError
+from btnk_env.models.precision import for_inference
 
 __all__ = ["decode_rollout", "iter_decoded", "check_latents", "load_latents", "interpolate_latents", "LATENT_SUFFIXES"]
 
@@ -96,9 +96,9 @@ def iter_decoded(
         size: ``(H, W)`` (or an int) of the frames; default the model's trained size ``model.img_size``.
         batch_size: frames decoded per forward pass; bounds the memory used.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
-            devices with bf16 matrix units, else fp32), see :func:`models.precision.for_inference`;
+            devices with bf16 matrix units, else fp32), see :func:`btnk_env.models.precision.for_inference`;
             outputs are cast to float32 before rounding.
-        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`btnk_env.models.backends`).
 
     Yields:
         ``(n, H, W, 3)`` uint8 chunks, ``n <= batch_size``, ``B * T`` frames in all.
@@ -144,7 +144,7 @@ def decode_rollout(
         precision: inference precision (``"fp32"``, ``"bf16"``, ``"fp16"`` on CUDA, ``"int8"``
             on CPU, ``"auto"``: bf16 on devices with bf16 matrix units, else fp32).
         progress: called with the number of frames each batch decoded (e.g. ``tqdm.update``).
-        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`models.backends`).
+        backend: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (:mod:`btnk_env.models.backends`).
 
     Returns:
         ``(B, T, H, W, 3)`` uint8 in ``[0, 255]`` with ``(H, W) = size``; ``B = 1``

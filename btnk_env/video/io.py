@@ -2,7 +2,7 @@
 
 The kind follows the path: ``*.mp4`` -> H.264 MP4 via imageio-ffmpeg, ``*.gif`` -> animated GIF
 via Pillow, no suffix -> a folder of ``frame_00000.png``, ... Every writer writes through
-:mod:`models.files`: to a temporary file (folder) beside the target, renamed into place when
+:mod:`btnk_env.models.files`: to a temporary file (folder) beside the target, renamed into place when
 complete, so a crash never leaves a truncated video under the final name. A PNG folder is marked
 as written by btnk-env; an existing folder is replaced only if it is empty or such a PNG folder,
 never a folder of the user's files. :func:`check_video_path` validates a path before any
@@ -22,7 +22,7 @@ from typing import Iterable, Tuple, Union
 
 import numpy as np
 
-from models.files import atomic_dir, atomic_path, check_replaceable_dir
+from btnk_env.models.files import atomic_dir, atomic_path, check_replaceable_dir
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -43,7 +43,7 @@ Frames = Union[np.ndarray, Iterable[np.ndarray]]
 VIDEO_SUFFIXES = (".mp4", ".gif", "")
 """``.mp4``, ``.gif``, or no suffix for a folder of PNG frames."""
 PNG_KIND = "png-sequence"
-"""Owner kind (:mod:`models.files`) of the PNG-frame folders written here."""
+"""Owner kind (:mod:`btnk_env.models.files`) of the PNG-frame folders written here."""
 _PNG_FIX = "give a new folder name, or a .mp4/.gif file name"
 
 
@@ -54,7 +54,7 @@ def check_video_path(path: PathLike, overwrite: bool = True) -> Path:
         ValueError: unknown suffix.
         FileExistsError: the target exists and ``overwrite`` is False (or a PNG folder that is
             not a folder).
-        models.files.NotOursError: a PNG-frame folder holds files btnk-env did not write.
+        btnk_env.models.files.NotOursError: a PNG-frame folder holds files btnk-env did not write.
         PermissionError / NotADirectoryError: the parent folder is not a writable folder.
     """
     path = Path(path)
@@ -198,9 +198,9 @@ def write_png_sequence(folder: PathLike, frames: Frames, pattern: str = "frame_{
     """Write frames as ``folder/frame_00000.png``, ... (lossless).
 
     The frames go into a temporary folder that replaces ``folder`` when all are written. The
-    folder holds a marker (:data:`models.files.OWNER_MARKER`); an existing ``folder`` is replaced
+    folder holds a marker (:data:`btnk_env.models.files.OWNER_MARKER`); an existing ``folder`` is replaced
     only if it is empty or a PNG folder written here, never a folder of the user's files
-    (:class:`models.files.NotOursError`, before any frame is written).
+    (:class:`btnk_env.models.files.NotOursError`, before any frame is written).
     """
     import imageio.v3 as iio
 

@@ -23,7 +23,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from models.metrics import psnr  # the project's one PSNR (uint8 frames: data range 255)
+from btnk_env.models.metrics import psnr  # the project's one PSNR (uint8 frames: data range 255)
 
 __all__ = [
     "CONTEXT_COLOR",

@@ -16,10 +16,10 @@ import torch
 from gymnasium import spaces
 
 from btnk_env.wrappers.spaces import check_history, find_image_key, latent_space, wrap_observation, wrapped_space
-from models import BtnkMAE, frames_to_tensor
-from models.config import check_img_size
-from models.device import resolve_device
-from models.precision import check_precision, for_inference
+from btnk_env.models import BtnkMAE, frames_to_tensor
+from btnk_env.models.config import check_img_size
+from btnk_env.models.device import resolve_device
+from btnk_env.models.precision import check_precision, for_inference
 
 DeviceLike = Union[str, torch.device, None]
 SizeLike = Union[int, Tuple[int, int], None]
@@ -86,10 +86,10 @@ class FrameEncoder:
         size: ``(H, W)`` input size of the encoder (see :func:`target_size`).
         device: ``None`` (where the model is), or the device the model must be on (checked).
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16
-            where the device has bf16 matrix units, else fp32), see :mod:`models.precision`;
+            where the device has bf16 matrix units, else fp32), see :mod:`btnk_env.models.precision`;
             latents always come back as float32. :attr:`precision` holds the one chosen.
         backend: ``"torch"`` (default: follows training updates of the shared model), ``"auto"``,
-            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`models.backends`.
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`btnk_env.models.backends`.
 
     Example:
         >>> from models import BtnkMAE

@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from btnk_env.wrappers.frames import DeviceLike, LatentSetup, LatentSetupViews, SizeLike, check_model, target_size
 from btnk_env.wrappers.spaces import find_image_key
-from models import BtnkMAE, resize_frames
+from btnk_env.models import BtnkMAE, resize_frames
 
 __all__ = ["BtnkMAEObservation", "ResizeForModel"]
 
@@ -50,7 +50,7 @@ class BtnkMAEObservation(LatentSetupViews, gym.ObservationWrapper, gym.utils.Rec
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA), ``"int8"`` (CPU) or ``"auto"`` (bf16 on
             devices with bf16 matrix units, else fp32); latents are float32 whatever the precision.
         backend: ``"torch"`` (default: follows training updates of the shared model), ``"auto"``,
-            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`models.backends`.
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; a snapshot of the weights), see :mod:`btnk_env.models.backends`.
 
     Example:
         >>> from btnk_env.testing import RandomFrames

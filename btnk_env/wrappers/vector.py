@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
 from btnk_env.wrappers.frames import DeviceLike, LatentSetup, LatentSetupViews, SizeLike, check_model
-from models import BtnkMAE
+from btnk_env.models import BtnkMAE
 
 logger = logging.getLogger(__name__)
 
