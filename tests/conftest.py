@@ -45,3 +45,14 @@ def tiny_model():
 def _sb3_logs_in_tmp(tmp_path, monkeypatch):
     """stable-baselines3 makes an (empty) log folder in the system temp dir for every model; keep it in tmp_path."""
     monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
+
+
+#: Test modules that build ONNX Runtime / OpenVINO engines in the test process. Their thread pools are
+#: not fork-safe: a DataLoader forking worker processes later in the same process can segfault the
+#: process (seen: tests/test_shard_stream.py after tests/test_backends.py). They run last, so no
+#: test forks after them; the hazard itself is documented in docs/speed.md (use spawn workers there).
+ENGINE_MODULES = ("tests/test_backends.py", "tests/test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in ENGINE_MODULES)  # stable: other order kept
