@@ -9,7 +9,16 @@ from tests.conftest import ROOT
 from btnk_env.training.cli import add_arguments, run
 from btnk_env.training.config import ConfigError, TrainConfig, from_dict, load_config, to_dict
 
-YAMLS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("dynamics_"))  # dynamics_*: tests/test_dynamics.py
+# dynamics_*: tests/test_dynamics.py; goal_distance_*: their own schema, below
+YAMLS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith(("dynamics_", "goal_distance_")))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("goal_distance_*.yaml")), ids=lambda p: p.name)
+def test_goal_distance_yamls_load_against_their_schema(path):
+    from btnk_env.training.goal_distance import GoalDistanceTrainConfig
+
+    merged = OmegaConf.merge(OmegaConf.structured(GoalDistanceTrainConfig), OmegaConf.load(path))  # a typo raises
+    assert set(merged.keys()) == set(OmegaConf.structured(GoalDistanceTrainConfig).keys())
 
 
 def test_there_are_the_recipes():
