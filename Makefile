@@ -40,7 +40,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The API pages find modules by the names the package installs (btnk_env.models, btnk_env.training):
+# build/api_src/btnk_env is that tree as links into the checkout (models/ and training/ inside btnk_env/).
 docs: install
+	rm -rf build/api_src && mkdir -p build/api_src/btnk_env
+	for f in $(CURDIR)/btnk_env/*; do ln -s "$$f" build/api_src/btnk_env/; done
+	ln -s $(CURDIR)/models build/api_src/btnk_env/models && ln -s $(CURDIR)/training build/api_src/btnk_env/training
 	$(BIN)/mkdocs build --strict
 
 # stored at settings that run in minutes on two CPU cores: PPO for 1024 steps (a reader's default is
