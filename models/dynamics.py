@@ -78,11 +78,17 @@ class DynamicsConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "DynamicsConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown dynamics config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "dynamics")
+
+
+def config_from_dict(cls, values: dict, what: str):
+    """``cls(**values)`` for a config dataclass read from ``config.json``; an unknown key is a ValueError
+    naming it and the known ones (``what`` says whose config, e.g. ``"dynamics"``)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {unknown}; known: {sorted(known)}")
+    return cls(**values)
 
 
 class LatentDynamics(nn.Module):

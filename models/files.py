@@ -270,10 +270,21 @@ def atomic_dir(path: PathLike, kind: str, fix: str = "choose a new folder name")
         _mark(tmp, kind)
         yield tmp
         check_replaceable_dir(path, kind, fix)
-        old = None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    swap_dir_into_place(tmp, path)
+
+
+def swap_dir_into_place(tmp: Path, path: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``path``. A folder already at ``path`` (the caller has
+    checked that it is ours, or empty) is moved aside first and removed once the new one is in place;
+    on any error ``tmp`` is removed and ``path`` is left as it was."""
+    old = None
+    try:
         if path.exists():
             old = temp_name(path)
-            os.replace(path, old)  # ours (or empty): moved aside, removed once the new one is in place
+            os.replace(path, old)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from btnk_env.models.dynamics import DynamicsMismatchError
+from btnk_env.models.dynamics import DynamicsMismatchError, config_from_dict
 from btnk_env.models.files import atomic_path, atomic_write_text, claim_dir
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -53,7 +53,7 @@ class GoalDistanceConfig:
     """Targets are clipped here: farther than this is "far"."""
     encoder: str = ""
     encoder_sha256: str = ""
-    """Parameter hash (``btnk_env.training.encode.model_sha256``) of the encoder whose latents it reads."""
+    """Parameter hash (:func:`btnk_env.models.identity.model_sha256`) of the encoder whose latents it reads."""
     dynamics: str = ""
     dynamics_sha256: str = ""
     """Parameter hash of the dynamics model whose imagined latents it was trained on."""
@@ -67,11 +67,7 @@ class GoalDistanceConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GoalDistanceConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown goal-distance config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "goal-distance")
 
 
 class GoalDistance(nn.Module):

@@ -50,7 +50,7 @@ from btnk_env.formats.common import DatasetFormatError, exclusive_lock, is_locke
 from btnk_env.formats.common import png_bytes as _png_bytes
 from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
-from btnk_env.models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, temp_name
+from btnk_env.models.files import claim_dir, clean_stale_temps, fsync_dir, settings_diff, swap_dir_into_place, temp_name
 
 __all__ = ["Episode", "EpisodeWriter", "EpisodeFolderWriter", "EpisodeFolder", "is_episode_dataset",
            "DATASET_TYPE", "CONFIG", "INDEX"]
@@ -341,17 +341,10 @@ class EpisodeFolderWriter:
             np.savez(buf, **episode.step_arrays())
             _atomic_write_bytes(tmp / STEPS_FILE, buf.getvalue())
             fsync_dir(tmp)
-            old = None
-            if final.exists():  # an incomplete episode of ours (not in the index): set aside, removed below
-                old = temp_name(final)
-                os.replace(final, old)
-            os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_dir_into_place(tmp, final)  # an incomplete episode of ours there (not in the index) is replaced
         rec = {"index": index, "dir": _episode_dir(index), "num_steps": episode.num_steps, "seed": int(episode.seed),
                "scene": str(episode.scene), "goal": [float(v) for v in episode.goal],
                "return": float(np.sum(episode.rewards, dtype=np.float64)),
