@@ -10,7 +10,9 @@ first inference set-up (:func:`btnk_env.models.precision.for_inference`, which t
 - the cores this process may run on (``os.sched_getaffinity``),
 - how many of them others keep busy: the runnable tasks of ``/proc/loadavg`` besides this
   process (sampled a few times over 0.1 s, the median) and the 1-minute load average, whichever
-  is lower, so a short burst alone does not count,
+  is lower, so a short burst alone does not count; and, where ``/proc/stat`` says so, no more
+  than the CPU time others spent at normal priority over those samples: work started with
+  ``nice`` yields its cores to this process, so it does not count against its threads,
 
 and runs on the cores left free (at least 1); ``torch.set_num_threads`` is called with that.
 A thread count the user chose is kept: ``OMP_NUM_THREADS`` or ``BTNK_THREADS`` in the
@@ -42,10 +44,36 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores(samples: int = 5, interval_s: float = 0.02) -> float:
+def _cpu_jiffies() -> Tuple[float, float, float]:
+    """``(all cores' busy time at normal priority, their niced time, this process's time)`` in
+    clock ticks so far (``/proc/stat``, ``/proc/self/stat``)."""
+    fields = [float(v) for v in open("/proc/stat").readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    own = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    return user + system + irq + softirq, nice, float(own[11]) + float(own[12])
+
+
+def others_cpu(before: Tuple[float, float, float], after: Tuple[float, float, float], seconds: float,
+               own_nice: int) -> float:
+    """Cores' worth of CPU time that other processes took between two :func:`_cpu_jiffies`
+    samples ``seconds`` apart; niced time counts only when this process is niced itself (then it
+    does not yield to it)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    normal = (after[0] - before[0]) - (after[2] - before[2])
+    niced = after[1] - before[1]
+    used = normal + (niced if own_nice > 0 else 0.0)
+    return max(0.0, used / ticks / max(seconds, 1e-9))
+
+
+def busy_cores(samples: int = 5, interval_s: float = 0.04) -> float:
     """How many cores other work keeps busy: the runnable tasks of ``/proc/loadavg`` other than
-    this one (median of ``samples``), capped by the 1-minute load average; 0 where unknown."""
+    this one (median of ``samples``), capped by the 1-minute load average and by the CPU time
+    others took at this process's priority or above meanwhile (niced work yields); 0 where unknown."""
     running = []
+    try:
+        stat_before, t0 = _cpu_jiffies(), time.perf_counter()
+    except (OSError, ValueError, IndexError):
+        stat_before = None
     try:
         for i in range(samples):
             fields = open("/proc/loadavg").read().split()
@@ -55,7 +83,14 @@ def busy_cores(samples: int = 5, interval_s: float = 0.02) -> float:
                 time.sleep(interval_s)
     except (OSError, ValueError, IndexError):
         return 0.0
-    return max(0.0, min(float(statistics.median(running)), load1))
+    busy = max(0.0, min(float(statistics.median(running)), load1))
+    if stat_before is not None:
+        try:
+            others = others_cpu(stat_before, _cpu_jiffies(), time.perf_counter() - t0, os.nice(0))
+        except (OSError, ValueError, IndexError):
+            return busy
+        busy = min(busy, others)
+    return busy
 
 
 def choose_threads(cores: int, busy: float) -> int:
