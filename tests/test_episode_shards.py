@@ -12,7 +12,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 from btnk_env import formats as F
 from btnk_env.cli import main as cli_main
@@ -24,6 +23,7 @@ from btnk_env.formats.latents import LatentDataset
 from btnk_env.formats.shards import write_shard
 from btnk_env.models import BtnkMAE
 from tests.conftest import ROOT
+from tests.test_encode import model_dir  # noqa: F401  (the fixture: a saved test-preset model at 32x64)
 
 N, PER_SHARD, STEPS, HEIGHT = 5, 2, 8, 16
 RECORD = dict(policy="random", seeds="3", max_steps=STEPS, progress=False)
@@ -46,14 +46,6 @@ def recorded(env, tmp_path_factory):
     record_episodes(env, root / "folder", N, **RECORD)
     record_episodes(env, root / "shards", N, **RECORD, format="shards", episodes_per_shard=PER_SHARD)
     return root / "folder", root / "shards"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    BtnkMAE("test", img_size=(32, 64)).save_pretrained(path)
-    return path
 
 
 def _shard_bytes(root):

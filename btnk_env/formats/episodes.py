@@ -27,8 +27,8 @@ action space or non-finite rewards) costs that record alone: readers skip it and
 name and count (:func:`scan_index`), the writer records it again; no complete episode and nothing
 the writer did not create is ever removed.
 
-Any other storage (the sharded webdataset format of parallel collection) plugs in by
-implementing :class:`EpisodeWriter`: ``num_complete()`` and ``write(index, episode)``.
+Another storage plugs in by implementing :class:`EpisodeWriter` (``num_complete()``,
+``write(index, episode)``, ``close()``): the shard set of :mod:`btnk_env.formats.episode_shards` does.
 """
 
 from __future__ import annotations
