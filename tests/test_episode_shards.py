@@ -200,6 +200,7 @@ def test_encode_of_the_shards_equals_encode_of_the_folder_and_trains_dynamics(re
                               np.load(tmp_path / "from_shards" / f"{name}.npy")), name
     meta = json.loads((tmp_path / "from_shards" / "latents.json").read_text())
     assert meta["kind"] == "episodes" and meta["num_episodes"] == N and meta["source"]["format"] == "shards"
+    _same_episodes(open_episodes(meta["source"]["path"]), EpisodeFolder(folder))  # how dynamics eval finds the frames
     # the output knows its source: the same set resumes (nothing to do), other episodes are refused
     capsys.readouterr()
     assert cli_main(["encode", str(shards), "--out", str(tmp_path / "from_shards"), *common]) == 0
