@@ -183,7 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="video path (.mp4, .gif, or a folder of PNGs)")
     parser.add_argument("--dynamics", default="panorama-rooms-small-dynamics", help="dynamics model folder or bundled name")
     parser.add_argument("--encoder", default=None, help="the encoder (default: the one the dynamics model names)")
-    parser.add_argument("--episodes", default=None, help="a recorded episode folder (btnk-env collect --mode episodes)")
+    parser.add_argument("--episodes", default=None, help="a recorded episode folder or shard set (btnk-env collect --mode episodes)")
     parser.add_argument("--episode", type=int, default=0, help="which episode of --episodes")
     parser.add_argument("--plan", action="store_true", help="plan the shortest path to the goal in the built-in world")
     parser.add_argument("--world", default="single_room", help="built-in world for --plan: single_room or apartment")
@@ -202,9 +202,9 @@ def run(args: argparse.Namespace) -> int:
     # input errors (a bad folder, model or episode) become one line via btnk_env.models.errors.run_cli
     check_video_path(args.out)
     if args.episodes:
-        from btnk_env.formats.episodes import EpisodeFolder
+        from btnk_env.formats.episode_shards import open_episodes
 
-        folder = EpisodeFolder(args.episodes)
+        folder = open_episodes(args.episodes)
         if not 0 <= args.episode < len(folder):
             raise ValueError(f"--episode {args.episode}: the folder has {len(folder)} episodes")
         ep = folder.load(args.episode)

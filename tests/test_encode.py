@@ -282,11 +282,3 @@ def test_encode_reads_a_shard_set_as_collect_writes_it(tmp_path, model_dir):
     with torch.no_grad():
         expected = model.encode(frames_to_tensor(frames, size=(32, 64))).numpy()
     np.testing.assert_allclose(np.asarray(lat.latents), expected, atol=1e-4)
-
-
-def test_episodes_into_shards_is_refused_not_silently_written_as_folders(tmp_path, capsys):
-    assert cli_main(["collect", "--mode", "episodes", "--format", "shards", "--out", str(tmp_path / "eps"),
-                     "--num-episodes", "1", "--height", "32", "--no-progress"]) == 2
-    captured = capsys.readouterr()
-    assert "episode folder format only" in captured.err + captured.out
-    assert not (tmp_path / "eps").exists()

@@ -31,7 +31,7 @@ from btnk_env.models.errors import BtnkEnvError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSFORMS = ("random_resized_crop", "resize")
-DATA_KINDS = ("auto", "folder", "panorama", "shards", "hf", "render")
+DATA_KINDS = ("auto", "folder", "panorama", "episodes", "shards", "hf", "render")
 DEFAULT_PRESET = "base"
 """The size preset of ``scratch``/``mae:`` inits when ``model.preset`` is not set."""
 
@@ -106,13 +106,15 @@ class DataConfig:
     path: str = "???"
     """An image folder (searched recursively for PNG/JPEG), a panorama dataset folder (written by
     ``btnk-env collect`` or the original's ``dataset_config.json`` folders), an ``ImageFolder``
-    layout (Tiny ImageNet: its ``train/`` is used), a shard set (a folder with ``index.json``, or a
-    brace pattern ``data/rooms/shard-{000000..000099}.tar``; streamed, see ``training/shard_stream.py``),
+    layout (Tiny ImageNet: its ``train/`` is used), an episode folder (``btnk-env collect --mode episodes``),
+    a shard set of panoramas or episodes (a folder with ``index.json``, or a brace pattern
+    ``data/rooms/shard-{000000..000099}.tar``; streamed, see ``training/shard_stream.py``),
     or ``hf:<name>`` (Hugging Face ``datasets``); for ``kind: render``, the layout seeds of the
     built-in world to render (``0-999``)."""
     kind: str = "auto"
-    """``auto`` (shards if the path names a shard set, panorama if the folder has ``dataset_config.json``
-    saying so), ``folder``, ``panorama``, ``shards``, ``hf``, ``render`` (panoramas of the built-in
+    """``auto`` (shards if the path names a shard set, of panoramas or of episodes; panorama or
+    episodes if the folder's ``dataset_config.json`` says so), ``folder``, ``panorama``, ``episodes``
+    (the frames of an episode folder's complete episodes), ``shards``, ``hf``, ``render`` (panoramas of the built-in
     world rendered at new random poses every epoch: :mod:`btnk_env.training.online_data`)."""
     split: str = "train"
     """Split of a Hugging Face dataset, or sub-folder of an ``ImageFolder`` root if it exists."""

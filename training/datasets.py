@@ -1,4 +1,4 @@
-"""Training images: folders, panorama datasets, shard sets, ``ImageFolder`` layouts, Hugging Face datasets.
+"""Training images: folders, panorama datasets, shard sets, episode datasets, ``ImageFolder`` layouts, Hugging Face datasets.
 
 Every dataset yields ``(image, key)`` for an index ``(i, aug_seed)`` from
 :class:`btnk_env.training.sampler.EpochBatchSampler`: ``image`` is ``(3, H, W)`` float32,
@@ -7,7 +7,9 @@ an image by a neighbour or, in other code paths, a black image; here it is dropp
 batch by :func:`collate_skip` and counted). Augmentation draws from a generator seeded by
 ``aug_seed``, so the data a step sees depends only on ``(seed, epoch, position)``: the same
 in one process or many, and after a resume. A shard set (``index.json`` + tar shards, see
-:mod:`btnk_env.formats`) is streamed by :class:`btnk_env.training.shard_stream.ShardStream`.
+:mod:`btnk_env.formats`) is streamed by :class:`btnk_env.training.shard_stream.ShardStream`; so is
+an episode shard set (every sample is a frame). An episode folder gives the frames of its complete
+episodes (:class:`btnk_env.formats.episodes.EpisodeFolder`).
 
 Example:
     >>> import tempfile, numpy as np
@@ -243,7 +245,7 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
     if kind == "hf" or path.startswith("hf:"):
         return HFImageDataset(path[3:] if path.startswith("hf:") else path, split,
                               make("random_resized_crop" if transform == "auto" else transform))
-    if kind == "shards" or (kind == "auto" and formats.is_shard_spec(path)):
+    if kind == "shards" or (kind in ("auto", "episodes") and formats.is_shard_spec(path)):
         from btnk_env.training.shard_stream import open_shard_stream
 
         return open_shard_stream(path, make("resize" if transform == "auto" else transform), max_images)
@@ -252,6 +254,8 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
         raise DatasetError(f"dataset folder not found: {root} (data.path); give an image folder, a panorama "
                            f"dataset or shard set written by 'btnk-env collect', or hf:<name>")
     pano_cfg = read_panorama_config(root)
+    if kind == "episodes" or (kind == "auto" and (pano_cfg or {}).get("dataset_type") == "episodes"):
+        return _episode_frames(root, make("resize" if transform == "auto" else transform), max_images)
     is_pano = kind == "panorama" or (kind == "auto" and pano_cfg is not None and pano_cfg.get("dataset_type") == "panorama")
     if is_pano:
         files = panorama_files(root)
@@ -267,6 +271,19 @@ def build_dataset(path: str, img_size: Tuple[int, int], kind: str = "auto", spli
     logger.info("dataset %s: %d images (%s, %s to %dx%d)", root, len(files), "panorama" if is_pano else "folder",
                 mode, *img_size)
     return ImageListDataset(root, files, make(mode), kind="panorama" if is_pano else "folder")
+
+
+def _episode_frames(root: Path, transform: ImageTransform, max_images: Optional[int]) -> "ImageListDataset":
+    """The frames of the complete episodes of an episode folder (damaged records skipped and reported)."""
+    from btnk_env.formats.episodes import EpisodeFolder
+
+    try:
+        episodes = EpisodeFolder(root)
+    except (ValueError, formats.DatasetFormatError) as err:
+        raise DatasetError(str(err)) from None
+    files = [p for i in range(len(episodes)) for p in episodes.frame_files(i)][:max_images]
+    logger.info("dataset %s: %d frames of %d episodes", root, len(files), len(episodes))
+    return ImageListDataset(root, files, transform, kind="episodes")
 
 
 def dataset_from_config(data_cfg: Any, img_size: Tuple[int, int]) -> Dataset:

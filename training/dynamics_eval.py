@@ -93,7 +93,7 @@ def evaluate(methods: Dict[str, Step], data: LatentDataset, encoder, context: in
         ``{method: {h: {"latent_mse", "cosine", "psnr", "ssim"}}}`` plus ``"autoencoder"`` (true latents
         decoded: the decoder's ceiling) and ``"_rollouts"``: the number of rollouts.
     """
-    from btnk_env.formats.episodes import EpisodeFolder
+    from btnk_env.formats.episode_shards import open_episodes
     from btnk_env.video import decode_rollout
     from btnk_env.training.metrics import psnr, ssim
 
@@ -101,7 +101,7 @@ def evaluate(methods: Dict[str, Step], data: LatentDataset, encoder, context: in
     starts = rollout_starts(data, context, hmax, stride)
     if not starts:
         raise ValueError(f"no held-out episode has {context + hmax} frames: use shorter horizons or longer episodes")
-    folder = EpisodeFolder(data.meta["source"]["path"])
+    folder = open_episodes(data.meta["source"]["path"])
     rows = np.array([int(data.offsets[e]) + s for e, s in starts])  # (R,) first context row
     z_all = torch.from_numpy(np.stack([np.asarray(data.latents[r:r + context + hmax], np.float32) for r in rows]))
     a_all = torch.from_numpy(np.stack([np.asarray(data.actions[r:r + context + hmax - 1], np.int64) for r in rows]))

@@ -78,17 +78,18 @@ class PanoramaSource:
 
 
 class EpisodeSource:
-    """The frames of an episode dataset (:class:`btnk_env.formats.episodes.EpisodeFolder`), in order."""
+    """The frames of an episode dataset, in order: an episode folder
+    (:class:`btnk_env.formats.episodes.EpisodeFolder`) or an episode shard set
+    (:class:`btnk_env.formats.episode_shards.EpisodeShards`, its PNG bytes read into memory)."""
 
     kind = "episodes"
 
-    def __init__(self, root: Path) -> None:
-        from btnk_env.formats.episodes import EpisodeFolder
+    def __init__(self, path: "str | os.PathLike") -> None:
+        from btnk_env.formats.episode_shards import open_episodes
 
-        self.data = EpisodeFolder(root)  # raises if there are no episodes
+        self.data = open_episodes(path, keep_frames=True)  # raises if there are no episodes
         self.root = self.data.root
-        self.files = [p for i in range(len(self.data)) for p in self.data.frame_files(i)]
-        self.keys = [p.relative_to(self.root).as_posix() for p in self.files]
+        self.files = [f for i in range(len(self.data)) for f in self.data.frame_sources(i)]  # paths or PNG bytes
         self.settings = self.data.config.get("collection")
         self.frame_hw = tuple(self.data.image_size)
 
@@ -157,12 +158,14 @@ class ShardSource:
 
 
 def open_source(path: "str | os.PathLike") -> "PanoramaSource | EpisodeSource | ShardSource":
-    """The dataset at ``path``: a shard set, an episode dataset if its config says so, else panoramas."""
+    """The dataset at ``path``: episodes (a folder or shard set whose settings say so), a shard set
+    of panoramas, else a panorama or image folder."""
+    from btnk_env.formats.episode_shards import is_episode_shards
     from btnk_env.formats.episodes import is_episode_dataset
     from btnk_env.formats import is_shard_spec
 
     if is_shard_spec(str(path)):
-        return ShardSource(path)
+        return EpisodeSource(path) if is_episode_shards(path) else ShardSource(path)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ValueError(f"dataset folder not found: {root}")
@@ -206,8 +209,8 @@ def encode_dataset(
     """Encode every frame of ``source`` into a latent dataset at ``out`` (resuming what is there).
 
     Args:
-        source: a panorama dataset folder (``btnk-env collect``), an image folder, or an episode
-            dataset (``btnk-env collect --mode episodes``).
+        source: a panorama dataset folder or shard set (``btnk-env collect``), an image folder, or
+            an episode folder or shard set (``btnk-env collect --mode episodes``).
         out: the output folder (created; an existing output must come from the same model, input
             size, precision, dtype, chunk size and source settings).
         model: a name or path for ``BtnkMAE.from_pretrained`` or a ``BtnkMAE`` (not modified).
@@ -381,7 +384,8 @@ def _assemble(src, root: Path, meta: dict, chunks: list) -> None:
 # ---------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``btnk-env encode``."""
-    parser.add_argument("dataset", help="panorama dataset or image folder, or an episode dataset (btnk-env collect)")
+    parser.add_argument("dataset", help="panorama folder or shard set, image folder, or episode folder or shard set "
+                        "(btnk-env collect)")
     parser.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     parser.add_argument("--model", default="panorama-rooms-small", help="name, release or checkpoint (BtnkMAE.from_pretrained)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)

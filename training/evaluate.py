@@ -78,7 +78,8 @@ def evaluate(model: Any, dataset: Dataset, batch_size: int = 8, progress: bool =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``btnk-env eval``."""
     parser.add_argument("--checkpoint", required=True, help="save_pretrained folder, training or original .pth, or release name")
-    parser.add_argument("--data", required=True, help="held-out image folder (or panorama dataset, shard set, or hf:<name>)")
+    parser.add_argument("--data", required=True, help="held-out image folder (or panorama dataset, episode folder, shard set of "
+                        "panoramas or episodes, or hf:<name>)")
     parser.add_argument("--split", default="val", help="split for hf: datasets / ImageFolder roots (default val)")
     parser.add_argument("--img-size", type=int, nargs="+", metavar="S", help="run at H W (or S) instead of the model's size")
     parser.add_argument("--batch-size", type=int, default=8)

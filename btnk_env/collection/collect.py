@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from btnk_env import formats as F
 from btnk_env.collection.parallel import Plan, Unit, factory_for, make_gym_env, run_units
-from btnk_env.collection.seeds import SeedRanges, parse_seeds
+from btnk_env.collection.seeds import SeedRanges, parse_seeds, resolve_parts
 from btnk_env.models.files import clean_stale_temps, settings_diff
 
 __all__ = ["collect_panoramas", "load_manifest", "parse_seeds", "add_arguments", "run"]
@@ -70,18 +70,6 @@ def _holes(root: Path, records: list[dict]) -> list[int]:
     """Positions of the manifest records without every collection key or whose PNG is missing."""
     return [i for i, rec in enumerate(records)
             if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file()]
-
-
-def _resolve_parts(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
-    """``(i, n)`` from the arguments, else from ``RANK``/``WORLD_SIZE``, else ``(0, 1)``."""
-    if num_shards is None:
-        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
-        if shard_index is None:
-            shard_index = int(os.environ.get("RANK", "0"))
-    shard_index = 0 if shard_index is None else shard_index
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need 0 <= shard_index < num_shards, got shard_index={shard_index}, num_shards={num_shards}")
-    return shard_index, num_shards
 
 
 def collect_panoramas(
@@ -154,7 +142,7 @@ def collect_panoramas(
     seeds = parse_seeds(seeds) if isinstance(seeds, (str, SeedRanges)) else [int(s) for s in seeds]  # ranges stay compact
     if not seeds:
         raise ValueError("seeds must not be empty")
-    part, parts = _resolve_parts(shard_index, num_shards)
+    part, parts = resolve_parts(shard_index, num_shards)
     if parts > 1 and format != "shards":
         raise ValueError("splitting a collection over machines (num_shards > 1) needs format='shards'")
 
@@ -303,8 +291,8 @@ def _collect_shards(root: Path, plan: Plan, settings: dict, num_frames: int, hei
     index_path = root / index_name
     settings = {**settings, "shard_index": part} if parts > 1 else settings
     with F.exclusive_lock(root, f".{index_name}.lock"):
-        remove_stale_temporaries(root)
         mine = [k for k in range(-(-num_frames // shard_size)) if k % parts == part]
+        remove_stale_temporaries(root, [F.shard_name(k) for k in mine])  # another part's open shard is not ours to remove
         expected = {k: min(shard_size, num_frames - k * shard_size) for k in mine}
         kept = {e.first // shard_size: e for e in load_index_entries(index_path, settings, size)
                 if e.first % shard_size == 0 and e.file == F.shard_name(e.first // shard_size)}
@@ -347,7 +335,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory", default=None, help="JSON-lines file of {position, heading, seed} for --mode trajectory")
     parser.add_argument("--format", choices=FORMATS, default="folder",
                         help="folder: PNG files (small sets); shards: webdataset tar shards (large sets)")
-    parser.add_argument("--shard-size", type=int, default=1000, help="frames per shard (--format shards)")
+    parser.add_argument("--shard-size", type=int, default=1000, help="frames per shard (--format shards; episodes: "
+                        "--episodes-per-shard)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes on this machine")
     parser.add_argument("--shard-index", type=int, default=None, help="this machine's part (default: $RANK)")
     parser.add_argument("--num-shards", type=int, default=None, help="machines sharing the collection (default: $WORLD_SIZE)")
@@ -392,9 +381,6 @@ def run(args: argparse.Namespace) -> int:
                 trajectory = [json.loads(line) for line in fh if line.strip()]
             except json.JSONDecodeError as err:
                 raise BtnkEnvError(f"{args.trajectory} is not JSON lines ({err}); write one JSON object per line") from None
-    if args.mode == "episodes" and args.format != "folder":  # never silently write another format than asked
-        raise BtnkEnvError("--mode episodes records into the episode folder format only (--format folder); "
-                           "collect panoramas for a shard set (--mode poses --format shards)")
     if args.num_frames is None and trajectory is None and args.mode != "episodes":
         print("btnk-env collect: --num-frames is required unless --trajectory is given", file=sys.stderr)
         return 2
@@ -427,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "folder":
         print(f"{len(load_manifest(out))} panoramas in {out}")
     else:
-        part, parts = _resolve_parts(args.shard_index, args.num_shards)
+        part, parts = resolve_parts(args.shard_index, args.num_shards)
         value = F.read_index(out / F.part_index_name(part, parts))
         print(f"{value['num_samples']} panoramas in {value['num_shards']} shards in {out}"
               + (f" (part {part} of {parts}; merge with 'btnk-env collect --merge-index {out}')" if parts > 1 else ""))

@@ -12,9 +12,14 @@ to the goal from the pose in ``info``), or the path of a saved stable-baselines3
 bottleneck-MAE latents (``"shipped"``: the PPO agent shipped with the package), run with the model
 it was trained on (``policy_model``, default ``panorama-rooms-small``).
 
+Episodes go into an episode folder (:mod:`btnk_env.formats.episodes`) or, with ``format="shards"``,
+a shard set (:mod:`btnk_env.formats.episode_shards`) that several machines can share
+(``--num-shards``/``--shard-index`` or ``WORLD_SIZE``/``RANK``, then ``--merge-index``).
+
 Command line::
 
     btnk-env collect --mode episodes --out data/episodes --num-episodes 20 --policy explorer --height 128
+    btnk-env collect --mode episodes --format shards --out data/eps_shards --num-episodes 1000 --episodes-per-shard 8
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from btnk_env.collection.seeds import SeedRanges, parse_seeds
+from btnk_env.collection.seeds import SeedRanges, parse_seeds, resolve_parts
+from btnk_env.formats.episode_shards import EpisodeShardWriter
 from btnk_env.formats.episodes import Episode, EpisodeFolderWriter, EpisodeWriter
 from btnk_env.policies import AgentPolicy, Policy, frame_hw, make_policy
 
@@ -35,6 +41,8 @@ __all__ = ["record_episodes", "episode_seeds", "run_episode"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = 500  # the registered time limit of btnk_env/PanoramaRooms-v0
+DEFAULT_EPISODES_PER_SHARD = 8  # at most 8 x (max_steps + 1) frames in a shard
+FORMATS = ("folder", "shards")
 
 
 def episode_seeds(seeds: Sequence[int], num_episodes: int) -> list[int]:
@@ -96,22 +104,33 @@ def record_episodes(
     writer: EpisodeWriter | None = None,
     progress: bool = True,
     callback: Callable[[int, Episode], None] | None = None,
+    *,
+    format: str = "folder",
+    episodes_per_shard: int = DEFAULT_EPISODES_PER_SHARD,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
 ) -> EpisodeWriter:
     """Record ``num_episodes`` episodes of ``env`` (resuming what ``out_dir`` already holds).
 
     Args:
         env: a panorama environment (``PanoramaRoomsEnv``, ``HabitatPanoramaEnv`` or a wrapper
             of one) whose ``info`` holds ``position``, ``heading``, ``scene`` and ``goal_position``.
-        out_dir: the episode folder (ignored when ``writer`` is given).
-        num_episodes: total episodes wanted.
+        out_dir: the episode dataset (ignored when ``writer`` is given).
+        num_episodes: total episodes wanted (in all parts).
         policy: ``"random"``, ``"explorer"``, ``"shipped"``, an agent path, or a :class:`Policy`.
         seeds: reset seeds of the episodes (``"0-99"`` or a list), continued by counting up.
         max_steps: an episode is truncated after this many steps.
         policy_model: the encoder an agent acts through (name, path or ``BtnkMAE``).
         device: where that encoder runs.
-        writer: an :class:`EpisodeWriter` (default: an :class:`EpisodeFolderWriter` on ``out_dir``).
+        writer: an :class:`EpisodeWriter` (default: from ``format`` on ``out_dir``).
         progress: show a tqdm progress bar.
-        callback: called as ``callback(index, episode)`` after each episode is stored.
+        callback: called as ``callback(index, episode)`` after each episode is stored (shards:
+            added to its shard, which is stored with its last episode).
+        format: ``"folder"`` (:class:`~btnk_env.formats.episodes.EpisodeFolderWriter`) or ``"shards"``
+            (:class:`~btnk_env.formats.episode_shards.EpisodeShardWriter`).
+        episodes_per_shard: episodes in one shard (``format="shards"``).
+        shard_index, num_shards: record only the shards ``k % num_shards == shard_index`` into a
+            part index (default: ``RANK`` / ``WORLD_SIZE`` from the environment, else everything).
 
     Returns:
         the writer (closed).
@@ -120,8 +139,13 @@ def record_episodes(
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     given = parse_seeds(seeds) if isinstance(seeds, (str, SeedRanges)) else [int(s) for s in seeds]
     seed_list = episode_seeds(given, num_episodes)
+    part, parts = resolve_parts(shard_index, num_shards) if writer is None else (0, 1)
+    if parts > 1 and format != "shards":
+        raise ValueError("splitting a recording over machines (num_shards > 1) needs format='shards'")
     pol = policy if isinstance(policy, Policy) else make_policy(str(policy), env, policy_model, device)
     if writer is None:
         if out_dir is None:
@@ -134,7 +158,11 @@ def record_episodes(
             settings["stop_action"] = int(env.stop_action)
         if isinstance(pol, AgentPolicy):
             settings["policy_model"] = str(policy_model) if isinstance(policy_model, (str, os.PathLike)) else "custom"
-        writer = EpisodeFolderWriter(out_dir, frame_hw(env), repr(env.action_space), settings)
+        if format == "shards":
+            writer = EpisodeShardWriter(out_dir, frame_hw(env), repr(env.action_space), settings, num_episodes,
+                                        episodes_per_shard, part, parts)
+        else:
+            writer = EpisodeFolderWriter(out_dir, frame_hw(env), repr(env.action_space), settings)
     from tqdm.auto import tqdm
 
     missing = getattr(writer, "missing", None)  # a writer that can re-do a damaged episode in the middle
@@ -168,6 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--policy-model", default="panorama-rooms-small", help="the encoder an agent policy acts through")
     group.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="steps before an episode is truncated")
     group.add_argument("--device", default="auto", help="device of the agent's encoder: auto, cpu or cuda")
+    group.add_argument("--episodes-per-shard", type=int, default=DEFAULT_EPISODES_PER_SHARD,
+                       help="episodes in one shard (--format shards); --num-shards/--shard-index split the shards")
     group.add_argument("--pointnav", default=None, metavar="DATASET",
                        help="play the episodes of a habitat-lab PointNav dataset (.json.gz) in --habitat-scene: "
                             "--seeds are episode indices; adds STOP (action 3); success and SPL are stored per episode")
@@ -188,8 +218,15 @@ def run(args: argparse.Namespace, env: Any) -> int:
     writer = record_episodes(env, args.out, args.num_episodes, policy=args.policy, seeds=args.seeds,
                              max_steps=args.max_steps, policy_model=args.policy_model, device=args.device,
                              progress=not args.no_progress,
-                             callback=lambda i, ep: "spl" in ep.extra and scores.append((ep.extra["success"], ep.extra["spl"])))
-    print(f"{writer.num_complete()} episodes in {args.out}")
+                             callback=lambda i, ep: "spl" in ep.extra and scores.append((ep.extra["success"], ep.extra["spl"])),
+                             format=args.format, episodes_per_shard=args.episodes_per_shard,
+                             shard_index=args.shard_index, num_shards=args.num_shards)
+    if isinstance(writer, EpisodeShardWriter):
+        parts = writer.settings["num_shards"]
+        print(f"{writer.num_stored} episodes in {len(writer.entries)} shards in {args.out}"
+              + (f" ({writer.index_path.name}; merge with 'btnk-env collect --merge-index {args.out}')" if parts > 1 else ""))
+    else:
+        print(f"{writer.num_complete()} episodes in {args.out}")
     if scores:
         success, spl = np.mean(scores, axis=0)
         print(f"PointNav ({len(scores)} episodes recorded now): success {success:.3f}, SPL {spl:.3f}")

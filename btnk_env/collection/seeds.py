@@ -21,12 +21,13 @@ Example:
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from typing import Any, Iterator, List, Sequence, Tuple, Union, overload
 
 from btnk_env.models.errors import BtnkEnvError
 
-__all__ = ["MAX_SEED", "SeedError", "SeedRanges", "parse_seeds", "seed_arg"]
+__all__ = ["MAX_SEED", "SeedError", "SeedRanges", "parse_seeds", "resolve_parts", "seed_arg"]
 
 MAX_SEED = 2**63 - 1
 """Largest seed accepted (numpy's and Gymnasium's seeding take non-negative integers)."""
@@ -158,3 +159,16 @@ def seed_arg(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"seed {value} is outside 0..{MAX_SEED}; give a non-negative seed")
     return value
+
+
+def resolve_parts(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
+    """This machine's part ``(i, n)`` of a collection split over ``n`` machines: from the arguments,
+    else from ``RANK``/``WORLD_SIZE``, else ``(0, 1)``."""
+    if num_shards is None:
+        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+        if shard_index is None:
+            shard_index = int(os.environ.get("RANK", "0"))
+    shard_index = 0 if shard_index is None else shard_index
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"need 0 <= shard_index < num_shards, got shard_index={shard_index}, num_shards={num_shards}")
+    return shard_index, num_shards

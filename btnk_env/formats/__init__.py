@@ -3,6 +3,7 @@
 - :mod:`~btnk_env.formats.panorama_folder`: PNG folders (``manifest.jsonl``, ``images/``)
 - :mod:`~btnk_env.formats.shards`: shard sets (webdataset tars + ``index.json``), reader and :class:`ShardWriter`
 - :mod:`~btnk_env.formats.episodes`: episode datasets (``episodes.jsonl`` + per-episode steps and frames)
+- :mod:`~btnk_env.formats.episode_shards`: episodes recorded into a shard set (one sample per frame)
 - :mod:`~btnk_env.formats.latents`: latent datasets written by ``btnk-env encode``
 - :mod:`~btnk_env.formats.minari_export`: the Minari export of a latent dataset
 - :mod:`~btnk_env.formats.common`: what they share (names, errors, ownership, locks, bounded JSON)

@@ -27,8 +27,8 @@ action space or non-finite rewards) costs that record alone: readers skip it and
 name and count (:func:`scan_index`), the writer records it again; no complete episode and nothing
 the writer did not create is ever removed.
 
-Any other storage (the sharded webdataset format of parallel collection) plugs in by
-implementing :class:`EpisodeWriter`: ``num_complete()`` and ``write(index, episode)``.
+Another storage plugs in by implementing :class:`EpisodeWriter` (``num_complete()``,
+``write(index, episode)``, ``close()``): the shard set of :mod:`btnk_env.formats.episode_shards` does.
 """
 
 from __future__ import annotations
@@ -176,18 +176,15 @@ def check_steps(path: Path, num_steps: int, action_space: Any) -> dict[str, np.n
     """The step arrays of ``path`` (a ``steps.npz``) for an episode of ``num_steps`` steps, validated.
 
     Every array's shape is read from its header and checked against ``num_steps`` before any data
-    is read (a count in the index never decides an allocation); then actions must lie in the
-    action space and rewards, positions and headings be finite.
+    is read (a count in the index never decides an allocation); then :func:`check_step_values`.
 
     Raises:
         DatasetFormatError: the file is missing, not an ``.npz``, or fails a check (named).
     """
     t = int(num_steps)
-    expected = {"actions": (t,), "rewards": (t,), "terminated": (t,), "truncated": (t,), "positions": (t + 1, 3),
-                "headings": (t + 1,)}
     try:
         with zipfile.ZipFile(path) as data:
-            for name, shape in expected.items():
+            for name, shape in step_shapes(t).items():
                 found = _header_shape(data, f"{name}.npy")
                 if found != shape:
                     raise DatasetFormatError(f"{path}: {name} has shape {found}, the index says {t} steps ({shape})")
@@ -198,16 +195,37 @@ def check_steps(path: Path, num_steps: int, action_space: Any) -> dict[str, np.n
             raise
         raise DatasetFormatError(f"{path} is missing, truncated or not a steps file ({type(err).__name__}: "
                                  f"{str(err)[:120]})") from None
+    return check_step_values(steps, action_space, str(path))
+
+
+def step_shapes(num_steps: int) -> dict[str, tuple]:
+    """The shape of each step array of an episode of ``num_steps`` steps."""
+    t = int(num_steps)
+    return {"actions": (t,), "rewards": (t,), "terminated": (t,), "truncated": (t,), "positions": (t + 1, 3),
+            "headings": (t + 1,)}
+
+
+def check_step_values(steps: dict[str, np.ndarray], action_space: Any, where: str) -> dict[str, np.ndarray]:
+    """``steps`` (shapes already checked) if its actions lie in ``action_space`` and its rewards,
+    positions and headings are finite; else a :class:`DatasetFormatError` naming ``where``."""
     space = _num_actions(action_space)
     actions = steps["actions"]
     if actions.dtype.kind not in "iu" or (space is not None and actions.size
                                           and (actions.min() < space[0] or actions.max() >= space[0] + space[1])):
-        raise DatasetFormatError(f"{path}: actions {actions.min()}..{actions.max()} ({actions.dtype}) are not in "
+        raise DatasetFormatError(f"{where}: actions {actions.min()}..{actions.max()} ({actions.dtype}) are not in "
                                  f"the dataset's action space {action_space}")
     for name in ("rewards", "positions", "headings"):
         if not np.isfinite(steps[name]).all():
-            raise DatasetFormatError(f"{path}: {name} holds non-finite values")
+            raise DatasetFormatError(f"{where}: {name} holds non-finite values")
     return steps
+
+
+def episode_record(index: int, episode: Episode) -> dict[str, Any]:
+    """The record of episode ``index`` (:data:`EPISODE_KEYS` but ``dir``, plus ``episode.extra``)."""
+    return {"index": index, "num_steps": episode.num_steps, "seed": int(episode.seed), "scene": str(episode.scene),
+            "goal": [float(v) for v in episode.goal], "return": float(np.sum(episode.rewards, dtype=np.float64)),
+            "success": bool(episode.terminated[-1]), "terminated": bool(episode.terminated[-1]),
+            "truncated": bool(episode.truncated[-1]), **episode.extra}
 
 
 def scan_index(root: Path, config: dict | None) -> tuple[list[dict], list[str]]:
@@ -345,11 +363,7 @@ class EpisodeFolderWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         swap_dir_into_place(tmp, final)  # an incomplete episode of ours there (not in the index) is replaced
-        rec = {"index": index, "dir": _episode_dir(index), "num_steps": episode.num_steps, "seed": int(episode.seed),
-               "scene": str(episode.scene), "goal": [float(v) for v in episode.goal],
-               "return": float(np.sum(episode.rewards, dtype=np.float64)),
-               "success": bool(episode.terminated[-1]), "terminated": bool(episode.terminated[-1]),
-               "truncated": bool(episode.truncated[-1]), **episode.extra}
+        rec = {"index": index, "dir": _episode_dir(index), **episode_record(index, episode)}
         with open(self.root / INDEX, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
@@ -411,6 +425,8 @@ class EpisodeFolder:
         """The ``T+1`` PNG files of episode ``i``, in order."""
         rec = self.episodes[i]
         return [self.root / rec["dir"] / f"{t:06d}.png" for t in range(rec["num_steps"] + 1)]
+
+    frame_sources = frame_files  # what the encoder decodes (an episode shard set gives PNG bytes)
 
     def steps(self, i: int) -> dict[str, np.ndarray]:
         """The step arrays of episode ``i`` (see the module docstring)."""

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -47,7 +47,7 @@ from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import fsync_dir, settings_diff
 from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name
 
-__all__ = ['ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']
+__all__ = ['OpenShard', 'ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,12 @@ class ShardEntry:
     first: int
     count: int
     bytes: int
+    episodes: "tuple[int, int] | None" = None
+    """``(first episode, count)`` of a shard of recorded episodes (:mod:`btnk_env.formats.episode_shards`)."""
 
     def to_json(self) -> dict:
-        return {"file": self.file, "first": self.first, "count": self.count, "bytes": self.bytes}
+        out = {"file": self.file, "first": self.first, "count": self.count, "bytes": self.bytes}
+        return out if self.episodes is None else {**out, "episodes": list(self.episodes)}
 
 
 @dataclass
@@ -120,8 +123,10 @@ def write_index(path: str | os.PathLike, shards: list[ShardEntry], image_size: t
 def index_entries(value: dict, path: Path) -> list[ShardEntry]:
     """The shard entries of an index dict (read from ``path``, named in errors)."""
     try:
-        return [ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"])) for s in value["shards"]]
-    except (KeyError, TypeError, ValueError) as err:
+        return [ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"]),
+                           tuple(int(v) for v in s["episodes"]) if s.get("episodes") is not None else None)
+                for s in value["shards"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise DatasetFormatError(f"{path}: malformed shard entry ({err})") from None
 
 
@@ -265,7 +270,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
 
 
-class _OpenShard:
+class OpenShard:
     """A shard being written to a hidden temporary file; :meth:`commit` makes it visible atomically."""
 
     def __init__(self, path: Path) -> None:
@@ -304,7 +309,7 @@ class _OpenShard:
 
 def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, Any, dict]]) -> tuple[int, int]:
     """Write ``(key, image, record)`` samples to the tar ``path`` atomically; ``(count, bytes)``."""
-    shard = _OpenShard(Path(path))
+    shard = OpenShard(Path(path))
     try:
         for key, image, record in samples:
             shard.add(key, _as_png(image), record)
@@ -314,10 +319,12 @@ def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, Any, dict]
         raise
 
 
-def remove_stale_temporaries(out_dir: str | os.PathLike) -> int:
-    """Delete the hidden ``.shard-*.tmp*`` files a killed writer left (call while holding the lock)."""
+def remove_stale_temporaries(out_dir: str | os.PathLike, shards: Sequence[str] | None = None) -> int:
+    """Delete the hidden ``.shard-*.tmp*`` files a killed writer left (call while holding the lock):
+    of the ``shards`` named (one part's, when parts share the folder), or of every shard."""
     n = 0
-    for tmp in Path(out_dir).glob(".shard-*.tar.tmp*"):
+    names = ["shard-*.tar"] if shards is None else list(shards)
+    for tmp in (t for name in names for t in Path(out_dir).glob(f".{name}.tmp*")):
         tmp.unlink(missing_ok=True)
         n += 1
     return n
@@ -401,7 +408,7 @@ class ShardWriter:
             self._lock.__exit__(None, None, None)
             raise
         self._next_shard = max((int(Path(e.file).stem.split("-")[-1]) + 1 for e in self.entries), default=0)
-        self._open: _OpenShard | None = None
+        self._open: OpenShard | None = None
         self._pending_first = self.num_samples
 
     @property
@@ -422,7 +429,7 @@ class ShardWriter:
         if self._open is not None and self._open.count and self._open.bytes + grow > self.max_bytes:
             self.flush_shard()
         if self._open is None:
-            self._open = _OpenShard(self.out_dir / shard_name(self._next_shard))
+            self._open = OpenShard(self.out_dir / shard_name(self._next_shard))
         self._open.add(key, png, record)
         if self._open.count >= self.max_count:
             self.flush_shard()
@@ -509,7 +516,7 @@ def merge_indexes(out_dir: str | os.PathLike, sources: Sequence[str | os.PathLik
             raise ValueError(f"{path} was collected with other settings or image size than part 0")
         for e in index_entries(value, path):
             rel = os.path.relpath(path.parent / e.file, out)
-            entries.append(ShardEntry(rel, e.first, e.count, e.bytes))
+            entries.append(replace(e, file=rel))
     entries.sort(key=lambda e: e.first)
     for a, b in zip(entries, entries[1:]):
         if b.first < a.first + a.count:
