@@ -108,6 +108,23 @@ def test_repository_links_become_site_links():
         "[t](tests/test_docs.py) [u](https://x.org/a.md)"
 
 
+def test_notebook_animations_render_on_the_site(tmp_path):
+    """nbconvert's HTML templates show an ``image/gif`` output as its text; the site's copy of a
+    notebook carries each animation as an HTML ``<img>`` too, and the notebook itself is unchanged."""
+    from docs.hooks import notebook_for_site
+
+    repo_path = "examples/03_decode_imagined_rollout.ipynb"
+    before = (ROOT / repo_path).read_bytes()
+    copy = json.loads(notebook_for_site(repo_path, tmp_path).read_text())
+    outputs = [out.get("data", {}) for cell in copy["cells"] for out in cell.get("outputs", [])]
+    gifs = [data for data in outputs if "image/gif" in data]
+    assert len(gifs) == 2
+    for data in gifs:
+        gif = "".join(data["image/gif"]).replace("\n", "")
+        assert data["text/html"] == f'<img src="data:image/gif;base64,{gif}" alt="animation">'
+    assert (ROOT / repo_path).read_bytes() == before
+
+
 WORK_NOTES = re.compile(r"SIGSTOP|no network here|\bissue \d+|\(issue[ :]|earlier session|this session", re.I)
 
 
