@@ -19,6 +19,9 @@ Usage::
     python -m benchmarks.report measure docs     # the figures the README quotes -> docs/benchmarks/docs.json
     python -m benchmarks.report measure quick    # python -m benchmarks --quick -> docs/benchmarks/quick.json
     python -m benchmarks.report measure demo     # btnk-env demo, timed   -> docs/benchmarks/demo.json
+    python -m benchmarks.report measure world_model   # the world model's evaluation -> docs/benchmarks/world_model.json
+
+(``measure`` takes any of :data:`MEASURES`: docs, quick, demo, video, train, collect, sb3, ppo, world_model.)
 """
 
 from __future__ import annotations
@@ -169,10 +172,50 @@ def view_demo(r: dict) -> Table:
               f"{d['psnr_db_mean']:.1f} dB", d["precision"], f"{d['wall_s']:.0f} s"]])
 
 
+def view_sb3(r: dict) -> Table:
+    b = r["sb3"]
+    rows = [[n, _f(v["bridge_steps_per_s"]), _f(v["dummy_steps_per_s"]), _x(v["paired_speedup"])] for n, v in b["rows"].items()]
+    return ([f"envs ({b['preset']}, {b['size'][0]}x{b['size'][1]}, {b['threads']} thread)", "`latent_vec_env` env steps/s",
+             "`DummyVecEnv` of single wrappers env steps/s", "paired speed-up (median of rounds)"], rows)
+
+
+def _ppo_cells(ppo: dict) -> List[str]:
+    """training, PPO after, random policy: the cells of one ``examples/train_ppo_latents.py`` results.json."""
+    a, rnd, args = ppo["after"], ppo["random"], ppo["args"]
+    trained = (f"{args['timesteps']:,} steps, {ppo['train_seconds']:.0f} s" if args["timesteps"]
+               else "the shipped agent, evaluated only")
+    return [trained, f"**{100 * a['success_rate']:.0f}% success**, return {a['mean_return']:.2f}, {a['mean_length']:.1f} steps",
+            f"{100 * rnd['success_rate']:.0f}% success, return {rnd['mean_return']:.2f}, {rnd['mean_length']:.1f} steps"]
+
+
+def view_ppo(r: dict) -> Table:
+    labels = {"rooms": "built-in world, `single_room`: reach the goal", "tint": "*tint*: name the tint of a rotated, tinted panorama"}
+    rows = [[labels[task], f"`{ppo['args']['model']}`", f"{ppo['args']['eval_episodes']}", *_ppo_cells(ppo)]
+            for task, ppo in r["ppo"].items()]
+    return ["task", "encoder (frozen)", "held-out episodes", "training", "PPO after", "random policy"], rows
+
+
+def view_world_model(r: dict) -> Table:
+    from btnk_env.training.dynamics_eval import table
+
+    cols, rows = table(r["world_model"])
+    return [f"method ({r['world_model']['_rollouts']} rollouts)"] + cols[1:], rows
+
+
+def view_encode_pipeline(r: dict) -> Table:
+    """``benchmarks/bench_encode.py --json``: ``btnk-env encode`` against a bare ``model.encode`` loop."""
+    fps, cpu = r["frames_per_s"], r.get("cpu_ms_per_frame", {})
+    best, paired = r.get("fraction_of_bare", {}), r.get("paired_fraction_of_bare", {})
+    size = "x".join(map(str, r["input"]))
+    return ([f"{r['frames']} frames of {size}, `{r['model']}`, {r['precision']}, batch {r['batch']}, {r['torch_threads']} torch thread",
+             "frames/s (best)", "fraction of bare (best)", "fraction of bare (paired)", "CPU ms per frame"],
+            [[name, _f(v), _f(best.get(name), 2), _f(paired.get(name), 2), _f(cpu.get(name), 1)] for name, v in fps.items()])
+
+
 VIEWS: Dict[str, Callable[[dict], Table]] = {
     "model": view_model, "original": view_original, "fast_paths": view_fast_paths, "peak": view_peak, "precision": view_precision,
     "wrappers": view_wrappers, "env": view_env, "video": view_video, "collect": view_collect, "train": view_train,
-    "demo": view_demo,
+    "demo": view_demo, "sb3": view_sb3, "ppo": view_ppo, "world_model": view_world_model, "encode_pipeline": view_encode_pipeline,
 }
 
 
@@ -182,6 +225,8 @@ def machine_line(r: dict) -> str:
     """Where and when: the date, the machine, the tier and the load from other work."""
     when = r.get("when", "?")
     machine = r.get("machine", {})
+    if isinstance(machine, str):  # the benchmark scripts' own --json names the CPU only
+        machine = {"device": machine, "tier": r.get("cpu")}
     device = machine.get("device") or r.get("device", "?")
     tier = r.get("cpu_tier", {}).get("name") or machine.get("tier")
     parts = [f"Measured {when.replace('T', ' ')[:16]} UTC on {device}"]
@@ -191,6 +236,8 @@ def machine_line(r: dict) -> str:
         parts.append(f"PyTorch {r['torch']}")
     line = ", ".join(parts)
     load = machine.get("load_average")
+    if r.get("shared_machine") and not load:
+        line += "; the cores were shared with other work, so the figures are noisy: compare ratios within the table"
     if load:
         line += (f"; load average {load[0]:.1f} before and {load[1]:.1f} after from other work on the same cores, "
                  "so the figures are noisy: compare ratios within one table, not across tables")
@@ -343,12 +390,83 @@ def measure_demo() -> dict:
     return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "demo": {**demo, "wall_s": round(wall, 1)}}
 
 
+def measure_collect() -> dict:
+    import torch
+
+    from benchmarks.bench_collect import bench_collect
+    from btnk_env.models.hardware import cpu_tier
+
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "collect": bench_collect(frames=1200, rounds=2)}
+
+
+def measure_sb3() -> dict:
+    import torch
+
+    from benchmarks.bench_sb3 import benchmark_sb3
+    from btnk_env.models.hardware import cpu_tier
+
+    torch.set_num_threads(1)
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "sb3": benchmark_sb3()}
+
+
+#: ``examples/train_ppo_latents.py`` runs of docs/wrappers.md: the shipped agent re-checked, the tint task trained
+PPO_COMMANDS = {
+    "rooms": "--task rooms --height 128 --model panorama-rooms-small --load btnk_env/agents/ppo_single_room/ppo_latents.zip"
+             " --timesteps 0 --eval-episodes 30",
+    "tint": "--task tint --timesteps 20000 --eval-episodes 50",
+}
+
+
+def measure_ppo() -> dict:
+    import torch
+
+    from btnk_env.models.hardware import cpu_tier
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, args in PPO_COMMANDS.items():
+            subprocess.run([sys.executable, "examples/train_ppo_latents.py", *args.split(), "--save", f"{tmp}/{task}"],
+                           cwd=ROOT, check=True)
+            results[task] = json.loads((Path(tmp) / task / "results.json").read_text())
+            results[task]["args"].pop("save")
+    return {"torch": torch.__version__, "cpu_tier": {"name": cpu_tier().name}, "ppo": results,
+            "commands": [f"python examples/train_ppo_latents.py {args}" for args in PPO_COMMANDS.values()]}
+
+
+#: the commands of docs/world_model.md: held-out and training episodes of the single-room world, their latents
+#: from the shipped encoder, the shipped dynamics model evaluated against copy-last and ridge
+WORLD_MODEL_COMMANDS = (
+    "collect --mode episodes --out train --world single_room --policy random --seeds 0 --num-episodes {train}"
+    " --height 128 --max-steps 64 --no-progress",
+    "collect --mode episodes --out heldout --world single_room --policy random --seeds 1000 --num-episodes {heldout}"
+    " --height 128 --max-steps 64 --no-progress",
+    "encode train --out train_latents --no-progress",
+    "encode heldout --out heldout_latents --no-progress",
+    "eval-dynamics --model panorama-rooms-small-dynamics --data heldout_latents --train-data train_latents --json eval.json",
+)
+
+
+def measure_world_model(train: int = 100, heldout: int = 20) -> dict:
+    """``btnk-env eval-dynamics``'s report on freshly recorded held-out layouts (see :data:`WORLD_MODEL_COMMANDS`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for command in WORLD_MODEL_COMMANDS:
+            subprocess.run([sys.executable, "-m", "btnk_env", *command.format(train=train, heldout=heldout).split()],
+                           cwd=tmp, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        report = json.loads((Path(tmp) / "eval.json").read_text())
+    return {"world_model": report, "episodes": {"train": train, "heldout": heldout},
+            "commands": [f"btnk-env {c.format(train=train, heldout=heldout)}" for c in WORLD_MODEL_COMMANDS]}
+
+
 MEASURES: Dict[str, Tuple[str, Callable[[], dict]]] = {
     "quick": ("python -m benchmarks --quick", measure_quick),
     "docs": ("python -m benchmarks.report measure docs", measure_docs),
     "demo": ("btnk-env demo", measure_demo),
     "video": ("python -m benchmarks.report measure video", measure_video),
     "train": ("python -m benchmarks.report measure train", measure_train),
+    "world_model": ("python -m benchmarks.report measure world_model", measure_world_model),
+    "collect": ("python -m benchmarks.report measure collect", measure_collect),
+    "sb3": ("python -m benchmarks.report measure sb3", measure_sb3),
+    "ppo": ("python -m benchmarks.report measure ppo", measure_ppo),
 }
 
 

@@ -9,6 +9,7 @@ repository file that is not part of the site is left as it is, so the strict bui
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from pathlib import Path
@@ -25,6 +26,9 @@ EXTERNAL_PAGES = {
     "models/weights/panorama_rooms_small/MODEL_CARD.md": "model_card.md",
     **{f"examples/{p.name}": f"examples/{p.name}" for p in sorted((ROOT / "examples").glob("*.ipynb"))},
 }
+
+#: where the site's copies of the notebooks are written (:func:`notebook_for_site`)
+NOTEBOOK_COPIES = ROOT / "build" / "site_notebooks"
 
 LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
 
@@ -54,6 +58,26 @@ def rewrite_links(markdown: str, repo_path: str, page_path: str) -> str:
     return LINK.sub(one, markdown)
 
 
+def notebook_for_site(repo_path: str, out_dir: Path = NOTEBOOK_COPIES) -> Path:
+    """A copy of the notebook ``repo_path`` for the site, at the same path under ``out_dir``: every
+    animation (an ``image/gif`` output, which nbconvert's HTML templates leave out and show as
+    its text, ``<IPython.core.display.Image object>``) also carries an HTML ``<img>`` of the
+    same GIF, which the templates render. The notebook in the repository is not changed."""
+    from btnk_env.models.files import atomic_write_text
+
+    nb = json.loads((ROOT / repo_path).read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            gif = out.get("data", {}).get("image/gif")
+            if gif is not None:
+                gif = "".join(gif).replace("\n", "")
+                out["data"]["text/html"] = f'<img src="data:image/gif;base64,{gif}" alt="animation">'
+    copy = out_dir / repo_path
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(copy, json.dumps(nb, indent=1) + "\n")
+    return copy
+
+
 @event_priority(100)  # before mkdocs-jupyter's on_files, which turns the notebooks into pages
 def on_files(files: Files, config) -> Files:
     for repo_path, page_path in EXTERNAL_PAGES.items():
@@ -61,8 +85,9 @@ def on_files(files: Files, config) -> Files:
         if page_path.endswith(".md"):
             text = rewrite_links(source.read_text(encoding="utf-8"), repo_path, page_path)
             files.append(File.generated(config, page_path, content=text))
-        else:  # a plain file of the repository, so that mkdocs-jupyter renders it
-            files.append(File(repo_path, src_dir=str(ROOT), dest_dir=config["site_dir"],
+        else:  # a plain file (the site's copy of the notebook), so that mkdocs-jupyter renders it
+            notebook_for_site(repo_path)
+            files.append(File(repo_path, src_dir=str(NOTEBOOK_COPIES), dest_dir=config["site_dir"],
                               use_directory_urls=config["use_directory_urls"]))
     return files
 

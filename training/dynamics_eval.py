@@ -137,16 +137,23 @@ def evaluate(methods: Dict[str, Step], data: LatentDataset, encoder, context: in
     return report
 
 
+def table(report: dict, horizons: Sequence[int] = HORIZONS) -> Tuple[List[str], List[List[str]]]:
+    """Columns and rows: one row per method, latent MSE / cosine / PSNR / SSIM at each horizon.
+    ``report`` is :func:`evaluate`'s, or the same read back from its JSON (horizons as strings)."""
+    cols = ["method"] + [f"h={h}: MSE / cos / PSNR / SSIM" for h in horizons]
+    rows = []
+    for m in (m for m in report if not m.startswith("_")):
+        at = {int(h): r for h, r in report[m].items()}
+        rows.append([m] + [f"{r['latent_mse']:.4f} / {r['cosine']:.3f} / {r['psnr']:.2f} / {r['ssim']:.3f}"
+                           for r in (at[h] for h in horizons)])
+    return cols, rows
+
+
 def markdown_table(report: dict, horizons: Sequence[int] = HORIZONS) -> str:
-    """One row per method: latent MSE / PSNR at each horizon (and cosine / SSIM)."""
-    methods = [m for m in report if not m.startswith("_")]
-    head = "| method | " + " | ".join(f"h={h}: MSE / cos / PSNR / SSIM" for h in horizons) + " |"
-    lines = [head, "|---|" + "---|" * len(horizons)]
-    for m in methods:
-        cells = [f"{r['latent_mse']:.4f} / {r['cosine']:.3f} / {r['psnr']:.2f} / {r['ssim']:.3f}"
-                 for r in (report[m][h] for h in horizons)]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """:func:`table` as Markdown."""
+    cols, rows = table(report, horizons)
+    lines = ["| " + " | ".join(cols) + " |", "|---|" + "---|" * len(horizons)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 COLORS = {"learned": (220, 60, 40), "ridge": (40, 110, 220), "copy-last": (120, 120, 120), "autoencoder": (40, 160, 60)}
@@ -226,4 +233,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["RidgeDynamics", "copy_last", "evaluate", "imagine", "markdown_table", "num_actions_of", "plot", "rollout_starts"]
+__all__ = ["RidgeDynamics", "copy_last", "evaluate", "imagine", "markdown_table", "num_actions_of", "table", "plot", "rollout_starts"]
