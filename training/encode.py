@@ -252,7 +252,8 @@ def encode_dataset(
         n = len(src.files)
         chunks = [(k, k * chunk_size, min(chunk_size, n - k * chunk_size)) for k in range(-(-n // chunk_size))]
         old = fmt.read_meta(root)
-        if old is not None and old.get("complete") and old.get("num_frames") == n and (minari_id is None or minari_kept):
+        if (old is not None and old.get("complete") and old.get("num_frames") == n and not fmt.damaged_files(root, old)
+                and (minari_id is None or minari_kept)):
             logger.info("%s is complete: nothing to do", root)
             return root
         lock = f".encode-rank{ctx.rank}.lock"  # one encode (of each rank) at a time writes the folder
