@@ -161,6 +161,7 @@ def test_a_huge_num_steps_in_the_index_is_checked_against_the_files(episodes, tm
     (lambda a: {**a, "actions": np.r_[a["actions"], np.zeros(6, np.int64)]}, "actions has shape"),
     (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, 9, a["actions"])}, "action space"),
     (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, -4, a["actions"])}, "action space"),
+    (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, 10**12, a["actions"])}, "action space"),
     (lambda a: {**a, "rewards": np.full_like(a["rewards"], np.nan)}, "non-finite"),
 ])
 def test_episode_arrays_are_validated(episodes, tmp_path, change, match):

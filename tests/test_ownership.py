@@ -297,6 +297,16 @@ def test_two_episode_recorders_on_one_folder_the_second_is_refused(tmp_path, cap
     EpisodeFolderWriter(tmp_path / "eps", (16, 32), "Discrete(3)", {"policy": "random"}).close()  # released
 
 
+def test_two_encodes_into_one_output_the_second_is_refused(folder, model_dir, tmp_path):
+    out = _encode(folder, tmp_path / "lat", model_dir)
+    meta = json.loads((out / "latents.json").read_text())
+    (out / "latents.json").write_text(json.dumps({**meta, "complete": False}))  # as while the first one runs
+    with F.exclusive_lock(out, ".encode-rank0.lock"):  # what a running encode (rank 0) holds
+        with pytest.raises(F.CollectionLockedError, match="another process is writing"):
+            _encode(folder, out, model_dir)
+    assert LatentDataset(_encode(folder, out, model_dir)).latents.shape[0] == 6  # released: it finishes
+
+
 def test_a_reader_of_a_dataset_being_written_says_so(env, episodes, folder, tmp_path, caplog):
     from btnk_env.training.datasets import build_dataset
     from btnk_env.training.encode import ShardSource
