@@ -241,6 +241,9 @@ def test_a_damaged_shard_costs_its_samples_alone(env, model_dir, tmp_path, caplo
     collect_panoramas(env, root, 12, format="shards", shard_size=4, **SMALL)  # rewrites shards 1 and 2 alone
     assert _files(root) == {**before, **{k: v for k, v in _files(root).items() if k.startswith(".")}}
     assert (root / F.shard_name(0)).stat().st_ino == kept.st_ino
+    (root / F.shard_name(2)).write_bytes(bytes(len(before[F.shard_name(2)])))  # its size, but no samples
+    with caplog.at_level(logging.WARNING):
+        assert len(ShardSource(root).keys) == 8 and "1 unreadable shard(s) skipped" in caplog.text  # encode
 
 
 def test_a_damaged_latent_file_is_rebuilt_from_its_chunks_alone(folder, model_dir, tmp_path):

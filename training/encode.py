@@ -132,16 +132,28 @@ class ShardSource:
     kind = "panoramas"
 
     def __init__(self, spec: "str | os.PathLike") -> None:
-        from btnk_env.formats import iter_shard, open_shard_set
+        from btnk_env.formats import DatasetFormatError, iter_shard, open_shard_set
 
         self.shards = open_shard_set(spec)
         self.root = Path(self.shards.root)
         self.files: list = []  # PNG bytes, one per frame (what _Frames decodes)
         self.keys: list[str] = []
+        unreadable: dict = {}  # entry -> why
         for entry in self.shards.shards:
-            for key, sample in iter_shard(self.shards.path(entry)):
-                self.files.append(sample["png"])
-                self.keys.append(f"{entry.file}/{key}")
+            try:  # a shard of the size its index says that is still not a whole tar costs itself alone
+                samples = [(key, sample["png"]) for key, sample in iter_shard(self.shards.path(entry))]
+                if len(samples) != entry.count:
+                    raise DatasetFormatError(f"shard {self.shards.path(entry)} holds {len(samples)} samples, its "
+                                             f"index says {entry.count}")
+            except DatasetFormatError as err:
+                unreadable[entry] = str(err).split(";")[0]
+                continue
+            self.files += [png for _, png in samples]
+            self.keys += [f"{entry.file}/{key}" for key, _ in samples]
+        if unreadable:
+            logger.warning("%s: %d unreadable shard(s) skipped: %s", spec, len(unreadable),
+                           "; ".join(list(unreadable.values())[:5]))
+            self.shards.shards = [e for e in self.shards.shards if e not in unreadable]
         if not self.files:
             raise ValueError(f"the shard set {spec} holds no frames")
         self.settings = self.shards.settings
