@@ -183,10 +183,10 @@ def _stats(root: Path) -> dict[str, tuple[int, int]]:
     return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*.png")}
 
 
-_LINE_DAMAGE = {"garbage": lambda lines: lines[:2] + ['{"index": 2, "fi\x00le\n'] + lines[3:],
-                "not-a-record": lambda lines: lines[:2] + ["[2]\n"] + lines[3:],
-                "removed": lambda lines: lines[:2] + lines[3:],
-                "duplicated": lambda lines: lines[:2] + [lines[1]] + lines[3:]}
+_LINE_DAMAGE = {"garbage": lambda lines, i: lines[:i] + ['{"index": 2, "fi\x00le\n'] + lines[i + 1:],
+                "not-a-record": lambda lines, i: lines[:i] + ["[2]\n"] + lines[i + 1:],
+                "removed": lambda lines, i: lines[:i] + lines[i + 1:],
+                "duplicated": lambda lines, i: lines[:i] + [lines[abs(i - 1)]] + lines[i + 1:]}
 
 
 @pytest.mark.parametrize("damage", sorted(_LINE_DAMAGE))
@@ -198,7 +198,7 @@ def test_a_damaged_manifest_line_costs_its_frame_alone(env, folder, model_dir, t
     shutil.copytree(folder, root)
     good = (root / F.MANIFEST).read_text()
     lines = good.splitlines(keepends=True)
-    (root / F.MANIFEST).write_text("".join(_LINE_DAMAGE[damage](lines)))
+    (root / F.MANIFEST).write_text("".join(_LINE_DAMAGE[damage](lines, 2)))
     pngs, stats = _files(root / F.IMAGES_DIR), _stats(root)
     with caplog.at_level(logging.WARNING):
         assert [r["index"] for r in load_manifest(root)] == [0, 1, 3, 4, 5]
@@ -415,6 +415,29 @@ def _damage(root: Path, episode: int, kind: str) -> None:
             arrays["actions"][0] = 9
         np.savez(folder / "steps.npz", **arrays)
     index.write_text("".join(lines))
+
+
+@_PROPS
+@given(frame=st.integers(0, 5), kind=st.sampled_from([*_LINE_DAMAGE, "png-missing"]))
+def test_random_damage_to_a_panorama_folder_loses_nothing_else(env, folder, frame, kind):
+    from btnk_env.collection import load_manifest
+    from btnk_env.training.datasets import panorama_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "f"
+        shutil.copytree(folder, root)
+        good, stats = (root / F.MANIFEST).read_text(), _stats(root)
+        if kind == "png-missing":
+            (root / F.frame_file(frame)).unlink()
+        else:
+            (root / F.MANIFEST).write_text("".join(_LINE_DAMAGE[kind](good.splitlines(keepends=True), frame)))
+        others = [i for i in range(6) if i != frame]
+        assert [r["index"] for r in load_manifest(root)] == others
+        assert [p.name for p in panorama_files(root)] == [f"{i:06d}.png" for i in others]
+        collect_panoramas(env, root, 6, **SMALL)
+        assert (root / F.MANIFEST).read_text() == good and _files(root / F.IMAGES_DIR) == _files(folder / F.IMAGES_DIR)
+        now = _stats(root)
+        assert all(now[F.frame_file(i)] == stats[F.frame_file(i)] for i in others)
 
 
 @_PROPS
