@@ -1,9 +1,12 @@
 """Peak memory (ru_maxrss) of crafted inputs: small files that declare huge sizes.
 
-Run: ``python benchmarks/bench_crafted.py [--json out.json] [--timeout 300]``. Each case runs in a
-fresh subprocess (so its peak is its own) with the checkout this script belongs to, or with
-``--code DIR`` (another checkout, to compare); ``baseline`` is the same imports without the input.
-A case prints its peak RSS in MiB, the wall time and how it ended (refused with one line, or not).
+Run: ``python benchmarks/bench_crafted.py [--json out.json] [--before old.json] [--timeout 300]``.
+Each case runs in a fresh subprocess (so its peak is its own) with the checkout this script belongs
+to, or with ``--code DIR`` (another checkout, to compare: run this script with that checkout's
+Python); ``baseline`` is the same imports without the input. A case prints its peak RSS in MiB,
+the wall time and how it ended (refused with one line, or not). ``--before`` embeds an earlier
+run's JSON (the other checkout's) so that one file holds both columns of the docs' table
+(``benchmarks/report.py`` view ``crafted``).
 """
 
 from __future__ import annotations
@@ -132,13 +135,28 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--before", type=Path, default=None, help="an earlier run's JSON to embed (the old code)")
     args = parser.parse_args()
-    results = {}
-    for name in args.cases:
-        results[name] = run_case(name, args.code, args.timeout)
-        print(f"{name:32s} {json.dumps(results[name])}", flush=True)
+    def run() -> dict:
+        results = {}
+        for name in args.cases:
+            results[name] = run_case(name, args.code, args.timeout)
+            print(f"{name:32s} {json.dumps(results[name])}", flush=True)
+        return {"code": str(args.code), "git": _git_head(args.code), "timeout_s": args.timeout, "cases": results}
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
+    from benchmarks.report import _stamped
+
+    figures = _stamped(" ".join(["python", "benchmarks/bench_crafted.py", *sys.argv[1:]]), run)
+    if args.before:
+        figures["before"] = json.loads(args.before.read_text())
     if args.json:
-        args.json.write_text(json.dumps({"code": str(args.code), "cases": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _git_head(code: Path) -> str | None:
+    out = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":

@@ -212,10 +212,40 @@ def view_encode_pipeline(r: dict) -> Table:
             [[name, _f(v), _f(best.get(name), 2), _f(paired.get(name), 2), _f(cpu.get(name), 1)] for name, v in fps.items()])
 
 
+#: the cases of benchmarks/bench_crafted.py, as the docs name them
+CRAFTED = {"baseline": "(imports only)", "png_1bit_13000x13000": "1-bit PNG declaring 13000x13000, decoded by a dataset",
+           "sparse_tar_member_1GiB": "shard whose PNG member is GNU-sparse, 1 GiB real size (`--convert`)",
+           "dynamics_config_width_16384": "dynamics `config.json` with `width: 16384` beside the real weights",
+           "mae_config_embed_dim_12288": "MAE `config.json` with `embed_dim: 12288` beside tiny weights",
+           "episodes_num_steps_1e8": "`\"num_steps\": 100000000` in `episodes.jsonl`"}
+
+
+def _crafted_outcome(case: dict) -> str:
+    outcome = case.get("outcome", "?")
+    if outcome.startswith("refused"):
+        return "refused, one line"
+    return {"exit 2": "refused, one line (exit 2)"}.get(outcome, outcome.split(":")[0])
+
+
+def view_crafted(r: dict) -> Table:
+    before = r.get("before", {})
+    old = before.get("cases", {})
+    label = f"before ({before.get('git') or 'old code'})"
+    rows = []
+    for name, case in r["cases"].items():
+        was = old.get(name)
+        rows.append([CRAFTED.get(name, name), str(case.get("input_bytes", "")), f"{_f(case.get('peak_rss_mib'), 0)} MiB",
+                     _f(case.get("seconds"), 2), _crafted_outcome(case),
+                     "" if was is None else (f"{_f(was.get('peak_rss_mib'), 0)} MiB, {_f(was.get('seconds'), 2)} s, "
+                                             f"{_crafted_outcome(was)}" if "peak_rss_mib" in was else was["outcome"])])
+    return ["crafted input", "input bytes", "peak RSS now", "seconds now", "outcome now", label], rows
+
+
 VIEWS: Dict[str, Callable[[dict], Table]] = {
     "model": view_model, "original": view_original, "fast_paths": view_fast_paths, "peak": view_peak, "precision": view_precision,
     "wrappers": view_wrappers, "env": view_env, "video": view_video, "collect": view_collect, "train": view_train,
     "demo": view_demo, "sb3": view_sb3, "ppo": view_ppo, "world_model": view_world_model, "encode_pipeline": view_encode_pipeline,
+    "crafted": view_crafted,
 }
 
 

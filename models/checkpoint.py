@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -410,12 +411,19 @@ MAX_SAFETENSORS_HEADER = 100 << 20
 """A ``.safetensors`` header (JSON) larger than this is refused (the safetensors library's own limit)."""
 
 
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+                         "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
 def safetensors_shapes(path: PathLike) -> Dict[str, tuple]:
     """``{name: shape}`` of a ``.safetensors`` file from its header alone (no tensor is read).
 
+    Every tensor's bytes lie inside the file and are exactly as many as its shape and dtype need,
+    so the elements of the shapes returned never exceed the file's size.
+
     Raises:
         CheckpointError: the header is not one (too short or long, not JSON), or a tensor's bytes
-            lie beyond the end of the file (truncated).
+            lie beyond the end of the file (truncated) or do not match its shape.
     """
     path = Path(path)
     try:
@@ -432,6 +440,8 @@ def safetensors_shapes(path: PathLike) -> Dict[str, tuple]:
             shape, (begin, end) = tuple(int(v) for v in info["shape"]), info["data_offsets"]
             if not 0 <= begin <= end <= size - 8 - n:
                 raise ValueError(f"tensor {name!r} ends at byte {8 + n + end} of {size}")
+            if math.prod(shape) * _SAFETENSORS_ITEMSIZE[info["dtype"]] != end - begin or min(shape, default=0) < 0:
+                raise ValueError(f"tensor {name!r} of shape {shape[:8]} ({info['dtype']}) holds {end - begin} bytes")
             shapes[name] = shape
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
         raise CheckpointError(f"cannot read {path}: {type(err).__name__}: {str(err)[:160]}. The file is truncated or "
@@ -439,23 +449,63 @@ def safetensors_shapes(path: PathLike) -> Dict[str, tuple]:
     return shapes
 
 
+class _ElementLimit(torch.overrides.TorchFunctionMode):
+    """While building a model: refuse, before it allocates, a tensor that takes the elements created so
+    far over ``limit`` (``build_for_weights``: a config asking for far more than its weights hold)."""
+
+    SIZED = (torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn)  # f(*size) or f(size)
+    COUNTED_AFTER = (torch.arange, torch.linspace, torch.eye, torch.tensor, torch.randint, torch.empty_strided)
+
+    def __init__(self, limit: int, refuse: Any) -> None:
+        super().__init__()
+        self.limit, self.refuse, self.created = limit, refuse, 0
+
+    def _add(self, n: int) -> None:
+        self.created += n
+        if self.created > self.limit:
+            self.refuse(self.created)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SIZED or func is torch.full:
+            size = kwargs.get("size", args[0] if func is torch.full or (len(args) == 1 and not isinstance(args[0], int))
+                              else args)
+            self._add(math.prod(int(v) for v in ((size,) if isinstance(size, int) else size)))
+        out = func(*args, **kwargs)
+        if func in self.COUNTED_AFTER and isinstance(out, torch.Tensor):
+            self._add(out.numel())
+        return out
+
+
+#: elements a model build may create beyond twice its weights' (buffers such as position tables)
+BUILD_SLACK_ELEMENTS = 16 << 20
+
+
 def build_for_weights(build: Any, config: Any, weights: PathLike) -> Any:
-    """``build(config)``, after checking that ``config`` gives every tensor the shape the weights'
-    header records: the model is first built on the ``meta`` device (nothing allocated), so a
-    ``config.json`` with huge sizes costs nothing before it is refused.
+    """``build(config)``, checked against the weights' header: the tensors the build creates may hold
+    at most twice the elements the weights hold (plus :data:`BUILD_SLACK_ELEMENTS`), refused before
+    the one that would go over is allocated, so a ``config.json`` with huge sizes costs nothing;
+    then every tensor's shape must be the one the header records.
 
     Raises:
-        CheckpointError: names the first tensor whose shape (or presence) differs, and the fix.
+        CheckpointError: names the first tensor whose shape (or presence) differs, or the sizes, and the fix.
     """
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
     found = safetensors_shapes(weights)
+    held = sum(math.prod(s) for s in found.values())
+
+    def refuse(created: int) -> None:
+        raise CheckpointError(f"{weights}: the config beside them builds a model of more than {created} elements, the "
+                              f"weights hold {held}: config.json and the weights disagree; use the files saved together")
+
+    with _ElementLimit(2 * held + BUILD_SLACK_ELEMENTS, refuse):
+        model = build(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for name in sorted(set(expected) | set(found)):
         if expected.get(name) != found.get(name):
             raise CheckpointError(
                 f"{weights}: {name} is {found.get(name, 'absent')} in the weights but {expected.get(name, 'absent')} "
                 f"by the config beside them: config.json and the weights disagree; use the files saved together")
-    return build(config)
+    return model
 
 
 def _read_safetensors_config(path: Path, overrides: dict) -> tuple:

@@ -108,6 +108,44 @@ def test_config_sizes_are_checked_against_the_weights_header_before_allocation(t
         BtnkMAE.from_pretrained(mae)
 
 
+class _Requests(torch.overrides.TorchFunctionMode):
+    """Counts the elements of the tensors the constructors below are asked for, on any device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.empty, torch.zeros, torch.ones):
+            size = args[0] if len(args) == 1 and not isinstance(args[0], int) else args
+            self.elements += int(np.prod([int(v) for v in size]))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("which", ["dynamics", "mae"])
+def test_an_oversized_config_is_refused_before_its_model_is_built(tmp_path, which):
+    from safetensors import safe_open
+
+    if which == "dynamics":
+        LatentDynamics(DynamicsConfig(latent_dim=8, width=16, heads=2)).save_pretrained(tmp_path / "m")
+        path, load, key = tmp_path / "m" / "config.json", LatentDynamics.from_pretrained, "width"
+    else:
+        BtnkMAE("test", img_size=(16, 32)).save_pretrained(tmp_path / "m")
+        path, load, key = tmp_path / "m" / "config.json", BtnkMAE.from_pretrained, "embed_dim"
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), "pt") as f:
+        held = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    meta = json.loads(path.read_text())
+    (meta if which == "dynamics" else meta["config"])[key] = 1 << 16  # a width no one could build (2**32 per matrix)
+    path.write_text(json.dumps(meta))
+    with _Requests() as asked, pytest.raises(CheckpointError, match="builds a model of more than .* config.json and "
+                                                                    "the weights disagree"):
+        load(tmp_path / "m")
+    # not even on the meta device: what the build asked for stays within twice the weights and the slack
+    from btnk_env.models.checkpoint import BUILD_SLACK_ELEMENTS
+    assert asked.elements <= 2 * held + BUILD_SLACK_ELEMENTS
+
+
 def test_a_huge_num_steps_in_the_index_is_checked_against_the_files(episodes, tmp_path):
     root = tmp_path / "eps"
     shutil.copytree(episodes, root)
@@ -123,6 +161,7 @@ def test_a_huge_num_steps_in_the_index_is_checked_against_the_files(episodes, tm
     (lambda a: {**a, "actions": np.r_[a["actions"], np.zeros(6, np.int64)]}, "actions has shape"),
     (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, 9, a["actions"])}, "action space"),
     (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, -4, a["actions"])}, "action space"),
+    (lambda a: {**a, "actions": np.where(np.arange(len(a["actions"])) == 0, 10**12, a["actions"])}, "action space"),
     (lambda a: {**a, "rewards": np.full_like(a["rewards"], np.nan)}, "non-finite"),
 ])
 def test_episode_arrays_are_validated(episodes, tmp_path, change, match):

@@ -95,9 +95,9 @@ _line = st.one_of(_record.map(json.dumps), st.text(max_size=30), st.just("[1, 2]
 
 @fuzz(150)
 @given(st.lists(_line, max_size=5), st.booleans())
-def test_manifests_read_as_complete_frames_or_nothing(lines, torn):
+def test_manifests_read_as_their_complete_frames(lines, torn):
     from btnk_env.collection import load_manifest
-    from btnk_env.training.datasets import DatasetError, panorama_files
+    from btnk_env.training.datasets import panorama_files
 
     root = _tmpdir()
     (root / "images").mkdir()
@@ -106,16 +106,10 @@ def test_manifests_read_as_complete_frames_or_nothing(lines, torn):
     Image.new("RGB", (4, 2)).save(root / "images" / "000000.png")
     text = "\n".join(lines) + ("" if torn else "\n")
     (root / "manifest.jsonl").write_text(text)
-    from btnk_env.formats import DatasetFormatError
-
-    try:
-        records = load_manifest(root)
-    except DatasetFormatError:  # a damaged line before the last: collection and training both refuse it
-        with pytest.raises(DatasetError):
-            panorama_files(root)
-        return
+    records = load_manifest(root)  # a damaged line costs itself alone: never an error, never a crash
     assert all(isinstance(r, dict) and (root / r["file"]).is_file() for r in records)  # a hole costs itself alone
-    assert [r["index"] for r in records] == sorted({r["index"] for r in records})
+    indices = [r.get("index") for r in records]
+    assert all(type(i) is int for i in indices) and indices == sorted(set(indices))
     files = panorama_files(root)
     assert all(Path(f).is_file() for f in files)
 

@@ -174,6 +174,100 @@ def test_a_missing_png_costs_its_frame_alone(env, tmp_path):
     assert (root / F.frame_file(1)).is_file()
 
 
+@pytest.fixture(scope="module")
+def folder(env, tmp_path_factory):
+    return collect_panoramas(env, tmp_path_factory.mktemp("folder") / "f", 6, **SMALL)
+
+
+def _stats(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*.png")}
+
+
+_LINE_DAMAGE = {"garbage": lambda lines, i: lines[:i] + ['{"index": 2, "fi\x00le\n'] + lines[i + 1:],
+                "not-a-record": lambda lines, i: lines[:i] + ["[2]\n"] + lines[i + 1:],
+                "removed": lambda lines, i: lines[:i] + lines[i + 1:],
+                "duplicated": lambda lines, i: lines[:i] + [lines[abs(i - 1)]] + lines[i + 1:]}
+
+
+@pytest.mark.parametrize("damage", sorted(_LINE_DAMAGE))
+def test_a_damaged_manifest_line_costs_its_frame_alone(env, folder, model_dir, tmp_path, caplog, damage):
+    from btnk_env.collection import load_manifest
+    from btnk_env.training.datasets import build_dataset
+
+    root = tmp_path / "f"
+    shutil.copytree(folder, root)
+    good = (root / F.MANIFEST).read_text()
+    lines = good.splitlines(keepends=True)
+    (root / F.MANIFEST).write_text("".join(_LINE_DAMAGE[damage](lines, 2)))
+    pngs, stats = _files(root / F.IMAGES_DIR), _stats(root)
+    with caplog.at_level(logging.WARNING):
+        assert [r["index"] for r in load_manifest(root)] == [0, 1, 3, 4, 5]
+    assert caplog.text.count("1 damaged or missing record(s) skipped") == 1
+    assert ("line 3" in caplog.text) == (damage != "removed")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        files = build_dataset(str(root), (16, 32)).files  # training and eval read the intact frames
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in (0, 1, 3, 4, 5)] and "1 damaged" in caplog.text
+    if damage == "garbage":
+        lat = LatentDataset(_encode(root, tmp_path / "lat", model_dir))
+        assert lat.keys == [F.frame_file(i) for i in (0, 1, 3, 4, 5)]
+        assert cli_main(["collect", "--convert", str(root), "--out", str(tmp_path / "s"), "--shard-size", "2"]) == 0
+        assert F.open_shard_set(tmp_path / "s").num_samples == 5
+    collect_panoramas(env, root, 6, **SMALL)  # resuming re-renders frame 2 alone
+    assert (root / F.MANIFEST).read_text() == good
+    assert _files(root / F.IMAGES_DIR) == pngs
+    now = _stats(root)
+    assert {k: v for k, v in now.items() if k != F.frame_file(2)} == {k: v for k, v in stats.items()
+                                                                      if k != F.frame_file(2)}  # not even rewritten
+
+
+def test_a_damaged_shard_costs_its_samples_alone(env, model_dir, tmp_path, caplog):
+    from btnk_env.training.datasets import build_dataset
+    from btnk_env.training.encode import ShardSource
+
+    root = collect_panoramas(env, tmp_path / "s", 12, format="shards", shard_size=4, **SMALL)
+    before = _files(root)
+    index = json.loads((root / F.INDEX).read_text())
+    index["shards"][2]["count"] = "four"  # a malformed entry
+    F.atomic_write_json(root / F.INDEX, index)
+    (root / F.shard_name(1)).write_bytes(before[F.shard_name(1)][:5000])  # a torn shard
+    with caplog.at_level(logging.WARNING):
+        assert len(build_dataset(str(root), (16, 32))) == 4  # training and eval: shard 0 alone
+        assert ShardSource(root).keys == [f"{F.shard_name(0)}/{F.sample_key(i)}" for i in range(4)]  # encode
+        assert convert(root, tmp_path / "f") and len(F.read_manifest(tmp_path / "f")) == 4  # --convert
+    assert caplog.text.count("2 damaged shard(s) skipped") == 3
+    assert "shard-000001.tar: 5000 bytes" in caplog.text and "entry 2: malformed" in caplog.text
+    kept = (root / F.shard_name(0)).stat()
+    collect_panoramas(env, root, 12, format="shards", shard_size=4, **SMALL)  # rewrites shards 1 and 2 alone
+    assert _files(root) == {**before, **{k: v for k, v in _files(root).items() if k.startswith(".")}}
+    assert (root / F.shard_name(0)).stat().st_ino == kept.st_ino
+    (root / F.shard_name(2)).write_bytes(bytes(len(before[F.shard_name(2)])))  # its size, but no samples
+    with caplog.at_level(logging.WARNING):
+        assert len(ShardSource(root).keys) == 8 and "1 unreadable shard(s) skipped" in caplog.text  # encode
+
+
+def test_a_damaged_latent_file_is_rebuilt_from_its_chunks_alone(folder, model_dir, tmp_path):
+    out = _encode(folder, tmp_path / "lat", model_dir)  # chunks of 8: frames 0-5 in one chunk
+    whole = _files(out)
+    (out / "latents.npy").write_bytes(whole["latents.npy"][:200])  # truncated after it was complete
+    with pytest.raises(BtnkEnvError, match=r"latents.npy missing or damaged .* rebuilds them from the stored chunks"):
+        LatentDataset(out)
+    chunk = (out / "chunks" / "000000.npy").stat()
+    _encode(folder, out, model_dir)
+    assert _files(out) == whole and (out / "chunks" / "000000.npy").stat().st_mtime_ns == chunk.st_mtime_ns
+    out2 = encode_dataset(folder, tmp_path / "lat2", model_dir, batch_size=2, chunk_size=2, workers=0, device="cpu",
+                          progress=False)
+    chunks = {p.name: p.stat().st_mtime_ns for p in (out2 / "chunks").glob("*.npy")}
+    latents = np.array(LatentDataset(out2).latents)
+    (out2 / "chunks" / "000001.npy").write_bytes((out2 / "chunks" / "000001.npy").read_bytes()[:-4])  # a torn chunk
+    meta = json.loads((out2 / "latents.json").read_text())
+    (out2 / "latents.json").write_text(json.dumps({**meta, "complete": False}))  # as an encode killed before the end
+    encode_dataset(folder, out2, model_dir, batch_size=2, chunk_size=2, workers=0, device="cpu", progress=False)
+    now = {p.name: p.stat().st_mtime_ns for p in (out2 / "chunks").glob("*.npy")}
+    assert [k for k in chunks if now[k] != chunks[k]] == ["000001.npy"]  # re-encoded that chunk alone
+    assert np.array_equal(LatentDataset(out2).latents, latents)
+
+
 def test_merge_index_never_replaces_a_complete_sets_index(env, tmp_path):
     done = collect_panoramas(env, tmp_path / "set", 4, format="shards", shard_size=2, **SMALL)
     for part in range(2):
@@ -206,16 +300,41 @@ def test_two_episode_recorders_on_one_folder_the_second_is_refused(tmp_path, cap
     EpisodeFolderWriter(tmp_path / "eps", (16, 32), "Discrete(3)", {"policy": "random"}).close()  # released
 
 
-def test_a_reader_of_a_dataset_being_written_says_so(env, episodes, tmp_path, caplog):
+def test_two_encodes_into_one_output_the_second_is_refused(folder, model_dir, tmp_path):
+    out = _encode(folder, tmp_path / "lat", model_dir)
+    meta = json.loads((out / "latents.json").read_text())
+    (out / "latents.json").write_text(json.dumps({**meta, "complete": False}))  # as while the first one runs
+    with F.exclusive_lock(out, ".encode-rank0.lock"):  # what a running encode (rank 0) holds
+        with pytest.raises(F.CollectionLockedError, match="another process is writing"):
+            _encode(folder, out, model_dir)
+    assert LatentDataset(_encode(folder, out, model_dir)).latents.shape[0] == 6  # released: it finishes
+
+
+def test_a_reader_of_a_dataset_being_written_says_so(env, episodes, folder, tmp_path, caplog):
+    from btnk_env.training.datasets import build_dataset
+    from btnk_env.training.encode import ShardSource
+
     root = tmp_path / "eps"
     shutil.copytree(episodes, root)
     writer = EpisodeFolderWriter(root, (16, 32), "Discrete(3)", json.loads((root / "dataset_config.json").read_text())["collection"])
     try:
         with caplog.at_level(logging.WARNING):
             assert len(EpisodeFolder(root)) == 4
-        assert "still being recorded" in caplog.text
+        assert f"{root} is still being written" in caplog.text
     finally:
         writer.close()
+    shards = collect_panoramas(env, tmp_path / "s", 4, format="shards", shard_size=2, **SMALL)
+    for path, lock, read in [(folder, ".collect.lock", lambda: build_dataset(str(folder), (16, 32))),
+                             (shards, ".index.json.lock", lambda: build_dataset(str(shards), (16, 32))),  # training, eval
+                             (shards, ".index.json.lock", lambda: ShardSource(shards)),  # encode
+                             (shards, ".index-part-00001-of-00002.json.lock", lambda: F.open_shard_set(shards))]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            read()
+            assert "still being written" not in caplog.text
+            with F.exclusive_lock(path, lock):
+                read()
+        assert caplog.text.count(f"{path} is still being written") == 1, lock
 
 
 # ---------------------------------------------------------------------------- properties
@@ -296,6 +415,29 @@ def _damage(root: Path, episode: int, kind: str) -> None:
             arrays["actions"][0] = 9
         np.savez(folder / "steps.npz", **arrays)
     index.write_text("".join(lines))
+
+
+@_PROPS
+@given(frame=st.integers(0, 5), kind=st.sampled_from([*_LINE_DAMAGE, "png-missing"]))
+def test_random_damage_to_a_panorama_folder_loses_nothing_else(env, folder, frame, kind):
+    from btnk_env.collection import load_manifest
+    from btnk_env.training.datasets import panorama_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "f"
+        shutil.copytree(folder, root)
+        good, stats = (root / F.MANIFEST).read_text(), _stats(root)
+        if kind == "png-missing":
+            (root / F.frame_file(frame)).unlink()
+        else:
+            (root / F.MANIFEST).write_text("".join(_LINE_DAMAGE[kind](good.splitlines(keepends=True), frame)))
+        others = [i for i in range(6) if i != frame]
+        assert [r["index"] for r in load_manifest(root)] == others
+        assert [p.name for p in panorama_files(root)] == [f"{i:06d}.png" for i in others]
+        collect_panoramas(env, root, 6, **SMALL)
+        assert (root / F.MANIFEST).read_text() == good and _files(root / F.IMAGES_DIR) == _files(folder / F.IMAGES_DIR)
+        now = _stats(root)
+        assert all(now[F.frame_file(i)] == stats[F.frame_file(i)] for i in others)
 
 
 @_PROPS

@@ -135,11 +135,14 @@ def test_training_a_few_steps_from_shards_lowers_the_loss(tmp_path):
     assert on_shards.n_images == 8 and on_shards.psnr == pytest.approx(on_folder.psnr, abs=1e-4)
 
 
-def test_damaged_shard_sets_are_clear_errors(tmp_path):
+def test_damaged_shard_sets_cost_their_shards_or_are_clear_errors(tmp_path):
     root = make_shards(tmp_path / "s", 8, 4)
     (root / F.shard_name(1)).rename(tmp_path / "away.tar")
-    with pytest.raises(DatasetError, match="shard-000001.tar, which does not exist"):
+    assert len(build_dataset(str(root), (16, 32))) == 4  # a missing shard costs its own samples alone
+    (root / F.shard_name(0)).rename(tmp_path / "away0.tar")
+    with pytest.raises(DatasetError, match="lists no intact shards"):
         build_dataset(str(root), (16, 32))
+    (tmp_path / "away0.tar").rename(root / F.shard_name(0))
     (tmp_path / "away.tar").rename(root / F.shard_name(1))
     index = json.loads((root / F.INDEX).read_text())
     index["image_size"] = [32, 64]  # a shard set whose images differ from its index

@@ -203,31 +203,23 @@ def panorama_files(root: Path) -> List[Path]:
     relative to the folder or to ``images/``; the manifest rules of :mod:`btnk_env.formats`),
     else every image under the folder.
 
-    A record whose file is missing costs itself alone: it is skipped and reported (by name and count).
-
-    Raises:
-        DatasetError: a damaged manifest line (not the last).
+    A damaged manifest line or a record whose file is missing costs itself alone: it is skipped,
+    and one warning names and counts them (:meth:`btnk_env.formats.Manifest.report`). A folder a
+    collector is still writing is read as far as it is complete, with a warning.
     """
-    try:
-        records = formats.read_manifest(root)
-    except formats.DatasetFormatError as err:
-        raise DatasetError(str(err)) from None
-    if not records and not (root / MANIFEST).is_file():
+    scan = formats.scan_manifest(root)
+    if not scan.records and not scan.path.is_file():
         return find_images(root)
     files, missing = [], []
-    for n, rec in enumerate(records, 1):
+    for i, rec in scan.records.items():
         for candidate in (root / rec["file"], root / formats.IMAGES_DIR / rec["file"]):
             if candidate.is_file():
                 files.append(candidate)
                 break
         else:
-            missing.append(f"record {n} ({rec['file']})")
-    if missing:
-        logger.warning("%s: %d frame(s) of the manifest are missing and skipped: %s%s; re-run 'btnk-env collect' on "
-                       "the folder with the same settings (it re-renders only those)", root / MANIFEST, len(missing),
-                       ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
-    if formats.is_locked(root):
-        logger.warning("%s is still being collected: reading the %d frames complete so far", root, len(files))
+            missing.append(f"frame {i} ({rec['file']}): no such file")
+    scan.report(missing)
+    formats.warn_if_being_written(root, "frames")
     return files
 
 

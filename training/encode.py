@@ -133,16 +133,28 @@ class ShardSource:
     kind = "panoramas"
 
     def __init__(self, spec: "str | os.PathLike") -> None:
-        from btnk_env.formats import iter_shard, open_shard_set
+        from btnk_env.formats import DatasetFormatError, iter_shard, open_shard_set
 
         self.shards = open_shard_set(spec)
         self.root = Path(self.shards.root)
         self.files: list = []  # PNG bytes, one per frame (what _Frames decodes)
         self.keys: list[str] = []
+        unreadable: dict = {}  # entry -> why
         for entry in self.shards.shards:
-            for key, sample in iter_shard(self.shards.path(entry)):
-                self.files.append(sample["png"])
-                self.keys.append(f"{entry.file}/{key}")
+            try:  # a shard of the size its index says that is still not a whole tar costs itself alone
+                samples = [(key, sample["png"]) for key, sample in iter_shard(self.shards.path(entry))]
+                if len(samples) != entry.count:
+                    raise DatasetFormatError(f"shard {self.shards.path(entry)} holds {len(samples)} samples, its "
+                                             f"index says {entry.count}")
+            except DatasetFormatError as err:
+                unreadable[entry] = str(err).split(";")[0]
+                continue
+            self.files += [png for _, png in samples]
+            self.keys += [f"{entry.file}/{key}" for key, _ in samples]
+        if unreadable:
+            logger.warning("%s: %d unreadable shard(s) skipped: %s", spec, len(unreadable),
+                           "; ".join(list(unreadable.values())[:5]))
+            self.shards.shards = [e for e in self.shards.shards if e not in unreadable]
         if not self.files:
             raise ValueError(f"the shard set {spec} holds no frames")
         self.settings = self.shards.settings
@@ -255,7 +267,8 @@ def encode_dataset(
         n = len(src.files)
         chunks = [(k, k * chunk_size, min(chunk_size, n - k * chunk_size)) for k in range(-(-n // chunk_size))]
         old = fmt.read_meta(root)
-        if old is not None and old.get("complete") and old.get("num_frames") == n and (minari_id is None or minari_kept):
+        if (old is not None and old.get("complete") and old.get("num_frames") == n and not fmt.damaged_files(root, old)
+                and (minari_id is None or minari_kept)):
             logger.info("%s is complete: nothing to do", root)
             return root
         lock = f".encode-rank{ctx.rank}.lock"  # one encode (of each rank) at a time writes the folder

@@ -47,28 +47,25 @@ CONFIG_REFRESH = 1024  # frames between rewrites of dataset_config.json while co
 
 
 def load_manifest(out_dir: str | os.PathLike) -> list[dict]:
-    """The complete frames of a PNG folder, in order: the manifest's records (torn last line
-    dropped; a damaged line before it is a :class:`~btnk_env.formats.DatasetFormatError`)
-    that have every collection key and their PNG. An incomplete record costs itself alone: it is
-    skipped (and counted in a warning), every later one is kept.
+    """The complete frames of a PNG folder, in index order: the manifest's intact records that have
+    every collection key and their PNG. A damaged line or an incomplete record costs itself alone:
+    it is skipped, every other one is kept, and one warning names and counts them
+    (:meth:`btnk_env.formats.Manifest.report`).
 
     Returns:
         list of records ``{"index", "file" (relative to out_dir), "scene", "seed",
         "position" [x, y, z] metres, "heading" radians, "mode"}`` (plus ``episode``, ``step``).
     """
     root = Path(out_dir)
-    records = F.read_manifest(root)
-    holes = _holes(root, records)
-    if holes:
-        logger.warning("%s: %d frame(s) without their PNG or record keys skipped (first: %s)", root, len(holes),
-                       records[holes[0]]["file"])
-    gone = set(holes)
-    return [r for i, r in enumerate(records) if i not in gone]
+    manifest = F.scan_manifest(root)
+    holes = set(_incomplete(root, manifest.records))
+    manifest.report([f"frame {i} ({manifest.records[i]['file']}): no PNG or record keys" for i in sorted(holes)])
+    return [r for i, r in manifest.records.items() if i not in holes]
 
 
-def _holes(root: Path, records: list[dict]) -> list[int]:
-    """Positions of the manifest records without every collection key or whose PNG is missing."""
-    return [i for i, rec in enumerate(records)
+def _incomplete(root: Path, records: dict[int, dict]) -> list[int]:
+    """Frames of the manifest whose record lacks a collection key or whose PNG is missing."""
+    return [i for i, rec in records.items()
             if not all(k in rec for k in F.RECORD_KEYS) or not (root / rec["file"]).is_file()]
 
 
@@ -235,23 +232,25 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
     size = (height, 2 * height)
     with F.exclusive_lock(root):
         _check_settings((F.read_config(root) or {}).get("collection"), settings, root / F.CONFIG)
-        records = F.read_manifest(root)
+        scan = F.scan_manifest(root)
         clean_stale_temps(root / F.IMAGES_DIR, ".*.tmp*")
-        holes = _holes(root, records)  # frames of the manifest to render again: every other one is kept
+        records = scan.records
+        end = max(records) + 1 if records else 0  # frames from here on are appended
+        # frames to render again (a damaged line, no record, no PNG): every other record and PNG is kept
+        holes = sorted(set(scan.missing(min(end, num_frames))) | set(_incomplete(root, records)))
         if records:
-            logger.info("resuming %s at frame %d (%d damaged frames before it re-rendered)", root, len(records),
+            logger.info("resuming %s at frame %d (%d damaged or missing frames before it re-rendered)", root, end,
                         len(holes))
-        done = len(records) - len(holes)
-        bar = _bar(num_frames, done, progress)
+        bar = _bar(num_frames, end - len(holes), progress)
         try:
             for _, recs in run_units([Unit(str(root), i, i + 1, size=size) for i in holes], plan, workers, env, factory,
                                      ordered=True):
                 for rec in recs:
                     records[rec["index"]] = rec
                     bar.update(1)
-            _rewrite_manifest(root, records)
+            _rewrite_manifest(root, [records[i] for i in sorted(records)])
             F.write_config(root, size, len(records), False, settings)
-            done = len(records)
+            done = end
             units = [Unit(str(root), a, min(a + FOLDER_CHUNK, num_frames), size=size)
                      for a in range(done, num_frames, FOLDER_CHUNK)]
             with open(root / F.MANIFEST, "a", encoding="utf-8") as manifest:
@@ -274,7 +273,8 @@ def _collect_folder(root: Path, plan: Plan, settings: dict, num_frames: int, hei
 
 
 def _rewrite_manifest(root: Path, records: list[dict]) -> None:
-    """Write the manifest's records again if they changed (a torn last line dropped, re-rendered frames)."""
+    """Write the manifest's records again if they changed (a damaged or torn line dropped, re-rendered
+    frames); an unchanged record keeps its bytes."""
     body = "".join(json.dumps(r) + "\n" for r in records)
     path = root / F.MANIFEST
     if not path.exists() or path.read_text(encoding="utf-8") != body:

@@ -9,6 +9,7 @@ a converter never writes over another dataset (:func:`btnk_env.formats.claim`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,27 +31,32 @@ def folder_to_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size:
 
     src, dst = Path(src), Path(dst)
     config = F.read_config(src) or {}
-    records = F.read_manifest(src)
-    if not records:
+    scan = F.scan_manifest(src)
+    records = scan.in_order()
+    if not records and not scan.path.is_file():
         files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
         records = [{"index": i, "file": f} for i, f in enumerate(files)]
+    gone = [rec for rec in records if not (src / rec["file"]).is_file()]
+    scan.report([f"{rec['file']}: no such file" for rec in gone])
+    records = [rec for rec in records if rec not in gone]
     if not records:
         raise ValueError(f"{src} holds no PNG frames")
     settings = config.get("collection") or {}
     fps = int(settings.get("frames_per_scene", 1) or 1)
     image_size = config.get("image_size")
     conversion = {"converted_from": str(src), "collection": settings, "shard_size": shard_size}
+    skipped = len(scan.damaged) + scan.gaps()[0] + len(gone)
+    if skipped:  # resuming after the folder was repaired is then "different settings", never a mix
+        kept = hashlib.sha256(json.dumps([rec["file"] for rec in records]).encode()).hexdigest()
+        conversion.update(skipped_frames=skipped, kept_frames_sha256=kept)
     with ShardWriter(dst, image_size=image_size, max_count=shard_size, settings=conversion) as writer:
         for i, rec in enumerate(tqdm(records, disable=not progress, desc="convert", unit="frame")):
-            path = src / rec["file"]
-            if not path.is_file():
-                raise F.DatasetFormatError(f"{src / F.MANIFEST} record {i + 1} names {path}, which does not exist")
             record = {k: v for k, v in rec.items() if k != "file"}
-            record.setdefault("index", i)
+            record["index"] = i  # the sample's place in the set (the frame's own, unless frames were skipped)
             record.setdefault("episode", i // fps)
             record.setdefault("step", i % fps)
             record["source_file"] = rec["file"]
-            writer.write(F.sample_key(i), path.read_bytes(), record)
+            writer.write(F.sample_key(i), (src / rec["file"]).read_bytes(), record)
     return dst
 
 

@@ -42,16 +42,19 @@ it created (the :data:`btnk_env.models.files.OWNER_MARKER` of kind :data:`FOLDER
 recording the settings that decide its contents); another writer's settings are refused before any
 work, naming what differs (:func:`claim`).
 
-Damage rules, the same for every reader:
+Damage rules, the same for every reader (a damaged record costs itself alone):
 
 - ``manifest.jsonl``: a torn LAST line (no final newline, or not JSON: what a crash mid-write
-  leaves) is dropped; a bad line anywhere else is a :class:`DatasetFormatError` naming the file
-  and the line.
+  leaves) is dropped; a bad line anywhere else (not JSON, not a record with a ``file``, an index
+  not after the previous one) is skipped, and so is a frame without a line: readers name and
+  count them in one warning (:class:`Manifest`), the collector renders exactly those frames again.
 - ``dataset_config.json`` ``num_images`` is exact only when ``complete`` is true (a killed
   collector cannot update it); readers count the manifest, never trust ``num_images``.
-- ``index.json`` is only ever replaced atomically, so it is whole; a shard it lists that is missing,
-  of another size than recorded, or not a readable tar is a :class:`DatasetFormatError` naming the
-  shard.
+- ``index.json`` is only ever replaced atomically, so it is whole; a shard it lists that is missing
+  or of another size than recorded, or an entry that is malformed, is skipped and named
+  (:attr:`ShardSet.damaged`, one warning), and the collector writes exactly those shards again.
+- A folder whose writer holds its lock is read as far as it is complete, with one warning
+  (:func:`warn_if_being_written`).
 """
 
 from __future__ import annotations

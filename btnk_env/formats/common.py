@@ -41,7 +41,7 @@ SHARDS_KIND = "shard-set"
 #: a JSON file (config, index, shard record) larger than this is refused unread
 MAX_JSON_BYTES = 256 << 20
 
-__all__ = ['CONFIG', 'CollectionLockedError', 'DatasetFormatError', 'FOLDER_KIND', 'IMAGES_DIR', 'IMAGE_EXT', 'INDEX', 'INDEX_FORMAT', 'INDEX_VERSION', 'MANIFEST', 'MAX_JSON_BYTES', 'RECORD_EXT', 'RECORD_KEYS', 'SAMPLE_KEYS', 'SHARDS_KIND', 'atomic_write_bytes', 'atomic_write_json', 'claim', 'exclusive_lock', 'frame_file', 'fsync_dir', 'is_locked', 'is_shard_spec', 'part_index_name', 'png_bytes', 'read_json', 'sample_key', 'shard_name']
+__all__ = ['CONFIG', 'CollectionLockedError', 'DatasetFormatError', 'FOLDER_KIND', 'IMAGES_DIR', 'IMAGE_EXT', 'INDEX', 'INDEX_FORMAT', 'INDEX_VERSION', 'MANIFEST', 'MAX_JSON_BYTES', 'RECORD_EXT', 'RECORD_KEYS', 'SAMPLE_KEYS', 'SHARDS_KIND', 'atomic_write_bytes', 'atomic_write_json', 'claim', 'exclusive_lock', 'frame_file', 'fsync_dir', 'is_locked', 'is_shard_spec', 'npy_header', 'npy_is_whole', 'part_index_name', 'png_bytes', 'read_json', 'sample_key', 'shard_name', 'warn_if_being_written']
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +130,57 @@ def exclusive_lock(out_dir: str | os.PathLike, name: str = ".collect.lock") -> I
         fh.close()
 
 
-def is_locked(out_dir: str | os.PathLike, name: str = ".collect.lock") -> bool:
-    """Whether a writer holds :func:`exclusive_lock` on ``out_dir`` now (a reader says it reads a
-    dataset still being written). Never creates the lock file."""
-    path = Path(out_dir) / name
-    try:
-        fh = open(path, "rb")
-    except OSError:
-        return False
-    with fh:
+def is_locked(out_dir: str | os.PathLike, name: str | None = None) -> bool:
+    """Whether a writer holds :func:`exclusive_lock` on ``out_dir`` now: on ``name``, or with ``None``
+    on any of the folder's lock files (``.collect.lock``, a shard index's, an encode rank's). Never
+    creates a lock file."""
+    paths = [Path(out_dir) / name] if name is not None else sorted(Path(out_dir).glob(".*.lock"))
+    for path in paths:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh = open(path, "rb")
+        except OSError:
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     return False
+
+
+def warn_if_being_written(root: str | os.PathLike, what: str) -> bool:
+    """Log one warning if a writer holds a lock on ``root`` (:func:`is_locked`): a reader then reads the
+    ``what`` (frames, shards, episodes) complete so far. Every reader of a dataset calls this."""
+    if not is_locked(root):
+        return False
+    logger.warning("%s is still being written (a collector or recorder holds its lock): reading the %s complete "
+                   "so far", root, what)
+    return True
+
+
+def npy_header(fh: Any) -> tuple[tuple, np.dtype, int]:
+    """``(shape, dtype, offset of the data)`` of the ``.npy`` whose bytes ``fh`` reads, from its header only.
+
+    Raises:
+        ValueError: not an ``.npy`` header.
+    """
+    major, _ = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fh)
+    return tuple(shape), dtype, fh.tell()
+
+
+def npy_is_whole(path: str | os.PathLike, rows: int | None = None) -> bool:
+    """Whether ``path`` is an ``.npy`` file exactly as long as its header says (of ``rows`` rows if
+    given): a truncated or torn file is not. Reads the header only."""
+    try:
+        with open(path, "rb") as fh:
+            shape, dtype, offset = npy_header(fh)
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return False
+    return (rows is None or (len(shape) > 0 and shape[0] == rows)) and size == offset + int(np.prod(shape)) * dtype.itemsize
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

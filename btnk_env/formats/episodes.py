@@ -46,7 +46,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from btnk_env.formats.common import DatasetFormatError, exclusive_lock, is_locked, read_json
+from btnk_env.formats.common import DatasetFormatError, exclusive_lock, npy_header, read_json, warn_if_being_written
 from btnk_env.formats.common import png_bytes as _png_bytes
 from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
@@ -166,10 +166,7 @@ def _num_actions(action_space: Any) -> "tuple[int, int] | None":
 def _header_shape(data: zipfile.ZipFile, name: str) -> tuple:
     """The shape an ``.npy`` member of an ``.npz`` declares, read from its header only."""
     with data.open(name) as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, _ = read(fh)
-    return tuple(shape)
+        return npy_header(fh)[0]
 
 
 def check_steps(path: Path, num_steps: int, action_space: Any) -> dict[str, np.ndarray]:
@@ -406,8 +403,7 @@ class EpisodeFolder:
             raise ValueError(f"{self.root} is not an episode dataset (no {CONFIG} with dataset_type 'episodes'): "
                              "record one with btnk-env collect --mode episodes")
         self.config = config
-        if is_locked(self.root):
-            logger.warning("%s is still being recorded: reading the episodes complete so far", self.root)
+        warn_if_being_written(self.root, "episodes")
         self.episodes, self.damaged = scan_index(self.root, config)
         if not self.episodes:
             raise ValueError(f"{self.root} holds no complete episodes: record some with "

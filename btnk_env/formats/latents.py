@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from btnk_env.formats.common import DatasetFormatError, npy_is_whole, read_json
 from btnk_env.models.errors import BtnkEnvError
 from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
 
-__all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk",
+__all__ = ["LatentDataset", "read_meta", "write_meta", "save_npy", "write_chunk", "chunk_is_done", "read_chunk", "damaged_files",
            "FORMAT", "META", "LATENTS", "KEYS", "EPISODE_ARRAYS", "COMPAT_KEYS"]
 
 FORMAT = "btnk_env.latents/1"
@@ -119,7 +120,24 @@ def chunk_is_done(root: "str | os.PathLike", k: int, start: int, count: int) -> 
         marker = json.loads(done.read_text())
     except json.JSONDecodeError:
         return False
-    return marker == {"start": start, "count": count}
+    return marker == {"start": start, "count": count} and npy_is_whole(npy, count)
+
+
+def damaged_files(root: "str | os.PathLike", meta: dict) -> list[str]:
+    """The files of the complete latent dataset ``root`` (metadata ``meta``) that are missing or
+    damaged (an array not as long as its header says, of another row count, JSON that does not
+    parse), by name; ``[]`` if it is whole. Reads headers only."""
+    root, n = Path(root), int(meta.get("num_frames", -1))
+    rows = {LATENTS: n}
+    if meta.get("kind") == "episodes":
+        rows.update({f"{name}.npy": n for name in EPISODE_ARRAYS}, **{OFFSETS: None, GOALS: None})
+    bad = [name for name, count in rows.items() if not npy_is_whole(root / name, count)]
+    for name in (EPISODES,) if meta.get("kind") == "episodes" else (KEYS,):
+        try:
+            read_json((root / name).read_bytes(), str(root / name))
+        except (OSError, DatasetFormatError):
+            bad.append(name)
+    return bad
 
 
 def read_chunk(root: "str | os.PathLike", k: int) -> np.ndarray:
@@ -146,6 +164,11 @@ class LatentDataset:
             raise ValueError(f"{self.root} holds no complete latent dataset ({META} missing or not complete): "
                              f"run btnk-env encode DATASET --out {self.root}")
         self.meta = meta
+        damaged = damaged_files(self.root, meta)
+        if damaged:
+            raise BtnkEnvError(f"{self.root}: {', '.join(damaged)} missing or damaged (truncated, or not what "
+                               f"{META} says); run the same btnk-env encode into {self.root} again: it rebuilds "
+                               "them from the stored chunks, re-encoding only damaged ones")
         mode = "r" if mmap else None
         load = lambda name: np.load(self.root / name, mmap_mode=mode, allow_pickle=False)  # noqa: E731
         self.latents = load(LATENTS)
@@ -158,10 +181,10 @@ class LatentDataset:
                 setattr(self, name, load(f"{name}.npy"))
             self.offsets = np.load(self.root / OFFSETS)
             self.goals = np.load(self.root / GOALS)
-            self.episodes = json.loads((self.root / EPISODES).read_text())
+            self.episodes = read_json((self.root / EPISODES).read_bytes(), str(self.root / EPISODES))
             self._check_episodes()
         else:
-            self.keys = json.loads((self.root / KEYS).read_text())
+            self.keys = read_json((self.root / KEYS).read_bytes(), str(self.root / KEYS))
 
     def _check_episodes(self) -> None:
         """Offsets monotone from 0 to N (each episode at least 2 frames), every array of N rows."""

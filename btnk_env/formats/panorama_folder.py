@@ -3,69 +3,115 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from btnk_env.formats.common import CONFIG, DatasetFormatError, IMAGES_DIR, IMAGE_EXT, MANIFEST, atomic_write_json, read_json
 
-__all__ = ['read_config', 'read_jsonl', 'read_manifest', 'write_config']
+__all__ = ['Manifest', 'read_config', 'read_manifest', 'scan_manifest', 'write_config']
 
 logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- PNG folder
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The JSON objects of a JSON-lines file, with the torn-last-line rule (see the module docstring).
+@dataclass
+class Manifest:
+    """What a ``manifest.jsonl`` holds: the intact records by frame index, and the lines that are not.
 
-    Raises:
-        DatasetFormatError: a line other than the last is not a JSON object (names file and line).
+    A record's frame is its ``index``; a record without one is the frame after the previous line's.
+    A damaged line (not JSON, not an object, no ``file``, an index out of order) costs that frame
+    alone: it is named in :attr:`damaged`, every other record is kept.
     """
-    path = Path(path)
+
+    path: Path
+    records: dict[int, dict] = field(default_factory=dict)
+    """frame index -> record, in rising index order"""
+    damaged: list[str] = field(default_factory=list)
+    """one ``"line 7: ..."`` per damaged line (a torn last line is dropped, not listed)"""
+
+    def missing(self, total: int) -> list[int]:
+        """Frames ``0 .. total - 1`` without an intact record."""
+        return [i for i in range(total) if i not in self.records]
+
+    def gaps(self, first: int = 5) -> tuple[int, list[int]]:
+        """``(count, the first few)`` of the frames before the last record that have no record."""
+        count = (max(self.records) + 1 - len(self.records)) if self.records else 0
+        found: list[int] = []
+        expect = 0
+        for i in self.records:
+            found += range(expect, min(i, expect + first - len(found)))
+            expect = i + 1
+            if len(found) >= first:
+                break
+        return count, found[:first]
+
+    def report(self, more: Sequence[str] = ()) -> None:
+        """Log one warning naming and counting what is skipped: damaged lines, frames without a
+        record, and ``more`` (the caller's own findings, e.g. missing files). Silent if nothing is."""
+        count, first = self.gaps()
+        items = [*self.damaged, *more]
+        if count > len(self.damaged):  # frames lost without a damaged line (a line removed)
+            items.append(f"{count - len(self.damaged)} frame(s) without a line (first: {first})")
+        if items:
+            logger.warning("%s: %d damaged or missing record(s) skipped, every other frame is kept: %s%s; re-run "
+                           "'btnk-env collect' with the same settings on the folder (it re-renders only those)",
+                           self.path, len(self.damaged) + len(more) + max(0, count - len(self.damaged)),
+                           "; ".join(items[:5]), " ..." if len(items) > 5 else "")
+
+    def in_order(self) -> list[dict]:
+        return list(self.records.values())
+
+
+def scan_manifest(root: str | os.PathLike) -> Manifest:
+    """Read a PNG folder's ``manifest.jsonl`` (an empty :class:`Manifest` if it has none), reporting nothing.
+
+    A torn LAST line (what a crash mid-write leaves) is dropped; any other bad line is listed in
+    ``damaged`` and skipped.
+    """
+    path = Path(root) / MANIFEST
+    manifest = Manifest(path)
+    if not path.is_file():
+        return manifest
     with open(path, "rb") as fh:
         lines = fh.read().split(b"\n")
-    last = max((n for n, raw in enumerate(lines) if raw.strip()), default=-1)
-    out: list[dict] = []
+    last_line = max((n for n, raw in enumerate(lines) if raw.strip()), default=-1)
+    last, pending = -1, 0  # the previous record's frame, damaged lines since
     for n, raw in enumerate(lines):
         if not raw.strip():
             continue
         try:
-            value = read_json(raw, f"{path} line {n + 1}")
+            rec = read_json(raw, f"line {n + 1}")
+            if not isinstance(rec, dict) or not isinstance(rec.get("file"), str):
+                raise DatasetFormatError(f"line {n + 1} is not a record with a 'file': {raw[:80]!r}")
+            index = rec.get("index", last + 1 + pending)
+            if type(index) is not int or index <= last:
+                raise DatasetFormatError(f"line {n + 1} has index {str(index)[:20]}, after {last} "
+                                         "(records are in index order, once each)")
         except DatasetFormatError as err:
-            if n == last:  # a crash cut the last line short: drop it
-                logger.warning("%s: dropping a torn last line %d (%d bytes)", path, n + 1, len(raw))
+            if n == last_line:  # a crash cut the last line short: drop it
+                logger.info("%s: dropping a torn last line %d (%d bytes)", path, n + 1, len(raw))
                 break
-            raise DatasetFormatError(f"{err}; fix or delete that line (only a torn last line is dropped "
-                                     "automatically)") from None
-        if not isinstance(value, dict):
-            raise DatasetFormatError(f"{path} line {n + 1} is not a JSON object")
-        out.append(value)
-    return out
+            manifest.damaged.append(str(err))
+            pending += 1
+            continue
+        manifest.records[index] = rec
+        last, pending = index, 0
+    return manifest
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """Records of a PNG folder's ``manifest.jsonl`` (``[]`` if it has none), in order.
+    """The intact records of a PNG folder's ``manifest.jsonl`` (``[]`` if it has none), in index order.
 
-    Each record has a ``file`` (relative to the folder); if it has an ``index``, it must equal
-    the record's position. Files are not checked here (see :func:`btnk_env.training.datasets.panorama_files`
-    and :func:`btnk_env.collection.collect.load_manifest`).
-
-    Raises:
-        DatasetFormatError: a damaged line that is not the last, a record without ``file``, or an
-            index out of sequence (the message names file and line).
+    Damaged lines are skipped and reported in one warning (:meth:`Manifest.report`). Files are not
+    checked here (see :func:`btnk_env.training.datasets.panorama_files` and
+    :func:`btnk_env.collection.collect.load_manifest`).
     """
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return []
-    records = read_jsonl(path)
-    for n, rec in enumerate(records):
-        if not isinstance(rec.get("file"), str):
-            raise DatasetFormatError(f"{path} record {n + 1} has no 'file': {json.dumps(rec)[:200]}")
-        if "index" in rec and rec["index"] != n:
-            raise DatasetFormatError(f"{path} record {n + 1} has index {rec['index']}, expected {n} "
-                                     "(records must be in index order, once each)")
-    return records
+    manifest = scan_manifest(root)
+    manifest.report()
+    return manifest.in_order()
 
 
 def read_config(root: str | os.PathLike) -> dict | None:

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -45,7 +45,7 @@ import numpy as np
 
 from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import fsync_dir, settings_diff
-from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name
+from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name, warn_if_being_written
 
 __all__ = ['OpenShard', 'ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']
 
@@ -78,6 +78,8 @@ class ShardSet:
     shards: list[ShardEntry]
     image_size: tuple[int, int] | None
     settings: dict | None = None
+    damaged: list[str] = field(default_factory=list)
+    """one line per listed shard that was skipped (malformed entry, missing, of another size)"""
 
     @property
     def num_samples(self) -> int:
@@ -120,14 +122,25 @@ def write_index(path: str | os.PathLike, shards: list[ShardEntry], image_size: t
     })
 
 
-def index_entries(value: dict, path: Path) -> list[ShardEntry]:
-    """The shard entries of an index dict (read from ``path``, named in errors)."""
-    try:
-        return [ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"]),
-                           tuple(int(v) for v in s["episodes"]) if s.get("episodes") is not None else None)
-                for s in value["shards"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise DatasetFormatError(f"{path}: malformed shard entry ({err})") from None
+def index_entries(value: dict, path: Path, damaged: list[str] | None = None) -> list[ShardEntry]:
+    """The shard entries of an index dict (read from ``path``, named in errors).
+
+    Args:
+        damaged: if given, a malformed entry is skipped and named here instead of raising.
+    """
+    shards = value.get("shards")
+    if not isinstance(shards, list):
+        raise DatasetFormatError(f"{path}: \"shards\" is not a list of shard entries")
+    entries = []
+    for n, s in enumerate(shards):
+        try:
+            entries.append(ShardEntry(str(s["file"]), int(s["first"]), int(s["count"]), int(s["bytes"]),
+                                      tuple(int(v) for v in s["episodes"]) if s.get("episodes") is not None else None))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            if damaged is None:
+                raise DatasetFormatError(f"{path}: malformed shard entry {n} ({err})") from None
+            damaged.append(f"entry {n}: malformed ({type(err).__name__}: {err})")
+    return entries
 
 
 def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
@@ -140,8 +153,12 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
     Args:
         check: verify every shard exists and has the size the index records.
 
+    A listed shard that is missing or of another size than recorded (or a malformed entry) costs
+    its own samples alone: it is skipped, named in :attr:`ShardSet.damaged` and in one warning.
+    A set a collector is still writing is read as far as it is complete, with a warning.
+
     Raises:
-        DatasetFormatError: no index and no shards, a listed shard missing or of another size.
+        DatasetFormatError: no index, or no intact shard.
     """
     text = str(spec)
     p = Path(text).expanduser()
@@ -152,10 +169,12 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
                     if parts else "")
             raise DatasetFormatError(f"{p} has no {INDEX}{hint}")
         p = p / INDEX
+    damaged: list[str] = []
     if p.suffix == ".json":
         value = read_index(p)
         size = value.get("image_size")
-        shard_set = ShardSet(p.parent, index_entries(value, p), tuple(size) if size else None, value.get("collection"))
+        shard_set = ShardSet(p.parent, index_entries(value, p, damaged), tuple(size) if size else None,
+                             value.get("collection"))
     else:
         import braceexpand
 
@@ -166,7 +185,7 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
         settings = None
         if (root / INDEX).is_file():
             value = read_index(root / INDEX)
-            known = {e.file: e for e in index_entries(value, root / INDEX)}
+            known = {e.file: e for e in index_entries(value, root / INDEX, damaged)}
             image_size = tuple(value["image_size"]) if value.get("image_size") else None
             settings = value.get("collection")
         entries, first = [], 0
@@ -181,17 +200,25 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
             entries.append(ShardEntry(rel, first, count, f.stat().st_size))
             first += count
         shard_set = ShardSet(root, entries, image_size, settings)
-    if not shard_set.shards:
-        raise DatasetFormatError(f"{spec} lists no shards")
     if check:
+        intact = []
         for e in shard_set.shards:
             f = shard_set.path(e)
             if not f.is_file():
-                raise DatasetFormatError(f"the index lists {f}, which does not exist; copy it back or re-run "
-                                         "'btnk-env collect' with the same settings on that folder (it rewrites missing shards)")
-            if f.stat().st_size != e.bytes:
-                raise DatasetFormatError(f"{f} has {f.stat().st_size} bytes, the index says {e.bytes}: truncated or "
-                                         "modified; re-run 'btnk-env collect' with the same settings to rewrite it")
+                damaged.append(f"{e.file}: missing")
+            elif f.stat().st_size != e.bytes:
+                damaged.append(f"{e.file}: {f.stat().st_size} bytes, the index says {e.bytes} (truncated or modified)")
+            else:
+                intact.append(e)
+        shard_set.shards = intact
+    shard_set.damaged = damaged
+    if damaged:
+        logger.warning("%s: %d damaged shard(s) skipped, every other shard is read: %s%s; re-run 'btnk-env collect' "
+                       "with the same settings on that folder (it rewrites only those)", spec, len(damaged),
+                       "; ".join(damaged[:5]), " ..." if len(damaged) > 5 else "")
+    if not shard_set.shards:
+        raise DatasetFormatError(f"{spec} lists no " + ("intact " if damaged else "") + "shards")
+    warn_if_being_written(shard_set.root, "shards")
     return shard_set
 
 
@@ -347,8 +374,11 @@ def load_index_entries(index_path: Path, settings: dict | None, image_size: Sequ
     if image_size is not None and value.get("image_size") and list(value["image_size"]) != list(image_size):
         raise ValueError(f"{index_path} holds {value['image_size'][0]}x{value['image_size'][1]} images, "
                          f"not {image_size[0]}x{image_size[1]}; use another folder")
-    kept = []
-    for e in index_entries(value, index_path):
+    kept, damaged = [], []
+    entries = index_entries(value, index_path, damaged)
+    for line in damaged:
+        logger.warning("%s: %s: its shard will be written again", index_path, line)
+    for e in entries:
         f = index_path.parent / e.file
         if f.is_file() and f.stat().st_size == e.bytes:
             kept.append(e)
