@@ -29,10 +29,12 @@ def engines_tables(doc: dict, path: Path) -> str:
     for run in doc["runs"]:
         out += [f"Load: **{run['load']}** (torch path on {run.get('torch_threads', doc['threads'])} threads: "
                 f"{run.get('threads_why', '')}; engines on their own default threads)", "",
-                "| op | batch | precision | torch | onnxruntime | openvino |", "|---|---|---|---|---|---|"]
+                "| op | batch | precision | torch | onnxruntime | openvino | default runs | default / fastest engine |",
+                "|---|---|---|---|---|---|---|---|"]
         cells: dict = {}
         for r in run["rows"]:
             cells.setdefault((r["op"], r["batch"], r["precision"]), {})[r["backend"]] = r
+        defaults = {(d["op"], d["batch"], d["precision"]): d for d in run.get("default_vs_engines", [])}
         for (op, batch, precision), by in sorted(cells.items()):
             def cell(name):
                 r = by.get(name)
@@ -40,8 +42,15 @@ def engines_tables(doc: dict, path: Path) -> str:
                     return "-"
                 text = f"{r['img_s_median']:.2f}"
                 return text if name == "torch" else f"{text} ({r['paired_vs_torch']:.2f}x)"
-            out.append(f"| {op} | {batch} | {precision} | {cell('torch')} | {cell('onnxruntime')} | {cell('openvino')} |")
-        out += [f"- skipped {k}: {v}" for k, v in run.get("skipped", {}).items()]
+            verdict = defaults.get((op, batch, precision))
+            ours = "-" if verdict is None else verdict["default_runs"]
+            if verdict is None:
+                versus = "-"
+            else:
+                versus = f"{verdict['default_over_fastest']:.2f}x ({verdict['fastest_engine']})"
+            out.append(f"| {op} | {batch} | {precision} | {cell('torch')} | {cell('onnxruntime')} | {cell('openvino')} "
+                       f"| {ours} | {versus} |")
+        out += [f"- {k}: {v}" for k, v in run.get("skipped", {}).items()]
         out.append("")
     out += ["Output error against the torch path in fp32:", "", "| backend | precision | latent max abs diff | "
             "patches max abs diff | latent cosine min |", "|---|---|---|---|---|"]
