@@ -7,6 +7,12 @@ and one decode of every contender at every batch size, in turn, so load changes 
 machine hit all alike; per contender it reports the median and best images/s, the spread of its
 rounds ((slowest - fastest) / median), and the paired ratio to the torch path: the median over
 rounds of that round's ``torch time / contender time`` (above 1: the contender is faster).
+Where this package's default (``backend="auto"``, :func:`btnk_env.models.backends.backend_choice`)
+runs an engine in a cell, it is timed there as ``default`` (that engine at the thread count this
+package decides, against the engine rows at their own default threads); elsewhere the default is
+the ``torch`` row. Per cell the table then says whether the default was at least as fast as the
+fastest engine (paired, within :data:`NOISE`). bf16 cells on a tier without bf16 units are
+printed as not available, with the reason.
 
 ``--load`` adds a fixed contention load on the same cores for the whole run, in a separate
 process: ``matmul`` (a single-threaded 1024x1024 matmul loop) or ``encode`` (a second encode
@@ -19,9 +25,11 @@ Output JSON (``--json``; schema ``btnk-engines/1``)::
      "shared": true}, "threads": int, "preset": str, "size": [H, W], "rounds": int,
      "runs": [{"load": "none" | "matmul" | "encode",
                "rows": [{"op": "encode" | "decode", "batch": int, "precision": str,
-                         "backend": "torch" | "onnxruntime" | "openvino", "img_s_median": float,
-                         "img_s_best": float, "spread": float, "paired_vs_torch": float}],
-               "skipped": {backend/precision: why}}],
+                         "backend": "torch" | "onnxruntime" | "openvino" | "default", "img_s_median": float,
+                         "img_s_best": float, "spread": float, "paired_vs_torch": float, "times_s": [float]}],
+               "skipped": {backend/precision: why},
+               "default_vs_engines": [{"op", "batch", "precision", "default_runs", "fastest_engine",
+                                       "default_over_fastest"}]}],
      "errors": [{"backend", "precision", "op", "max_abs_diff_vs_torch_fp32", "cosine_min"}],
      "busy_over_idle": [{"load", "op", "batch", "precision", "backend", "ratio"}]}
 
@@ -47,7 +55,7 @@ from typing import Dict, Iterator, List, Sequence
 import torch
 
 from btnk_env.models import BtnkMAE
-from btnk_env.models.backends import ENGINE_PRECISIONS, EngineModel, backend_missing
+from btnk_env.models.backends import ENGINE_PRECISIONS, EngineModel, backend_choice, backend_missing
 from btnk_env.models.files import atomic_write_text
 from btnk_env.models.hardware import cpu_name, cpu_tier
 from btnk_env.models.precision import for_inference
@@ -55,6 +63,8 @@ from btnk_env.models.threads import decide_again, inference_threads
 
 SCHEMA = "btnk-engines/1"
 LOADS = ("none", "matmul", "encode")
+#: Paired ratios within this of 1 count as "as fast" (round-to-round noise of a shared machine).
+NOISE = 0.03
 
 _MATMUL_LOOP = """
 import torch
@@ -93,14 +103,22 @@ def contention(load: str, preset: str) -> Iterator[None]:
         proc.wait()
 
 
+def bf16_unavailable() -> str:
+    """Why bf16 is not measured on this CPU tier ("" where it has bf16 matrix units)."""
+    tier = cpu_tier()
+    if tier.bf16_units:
+        return ""
+    return (f"not available on this tier ({tier.name}: no AVX-512 BF16 or AMX units): for_inference(precision='bf16') "
+            "runs fp32 here, PyTorch's bf16 matmul would be its slow reference kernel and OpenVINO ignores the "
+            "bf16 hint (runs f32)")
+
+
 def _contenders(model: BtnkMAE, precisions: Sequence[str]) -> tuple:
     """``({(backend, precision): runner}, {label: why skipped})`` for every backend and precision offered."""
     runners, skipped = {}, {}
-    bf16_units = cpu_tier().bf16_units
     for precision in precisions:
-        if precision == "bf16" and not bf16_units:
-            skipped[f"bf16"] = (f"{cpu_tier().name} has no bf16 matrix units: the torch path would run PyTorch's "
-                                "reference kernel and OpenVINO ignores the bf16 hint (runs f32)")
+        if precision == "bf16" and bf16_unavailable():
+            skipped["bf16"] = bf16_unavailable()
             continue
         if precision in ("fp32", "bf16", "int8"):
             runners[("torch", precision)] = for_inference(model, precision, backend="torch")
@@ -121,20 +139,45 @@ def _once(fn, arg) -> float:
     return time.perf_counter() - start
 
 
+def _defaults(model: BtnkMAE, precisions: Sequence[str]) -> dict:
+    """``{("default", precision): runner}`` where this package's default (``backend="auto"``) runs an
+    engine in some cell: built now, so with the thread count decided under the current load."""
+    out = {}
+    for precision in precisions:
+        if precision == "bf16" and bf16_unavailable():
+            continue
+        route = backend_choice(precision)
+        if route.engines:
+            out[("default", precision)] = EngineModel(model, route, precision)
+    return out
+
+
+def _timed_here(key: tuple, net, op: str, batch: int) -> bool:
+    """Whether ``net`` is timed in this cell: the default only where its route runs an engine
+    (elsewhere it is the torch path, timed as ``torch``)."""
+    return key[0] != "default" or net.route.backend(op, batch) != "torch"
+
+
 def measure(model: BtnkMAE, runners: dict, batches: Sequence[int], rounds: int) -> List[dict]:
-    """Interleaved rounds over every runner, op and batch; one row per (op, batch, precision, backend)."""
+    """Interleaved rounds over every runner, op and batch; one row per (op, batch, precision, backend),
+    with every round's seconds (``times_s``) for paired ratios between any two rows."""
     xs = {b: torch.randn(b, 3, *model.img_size) for b in batches}
     zs = {b: torch.randn(b, model.latent_dim) for b in batches}
     times: Dict[tuple, list] = {}
     with torch.inference_mode():
-        for net in runners.values():  # warm-up: exports, compiles, packs
+        for key, net in runners.items():  # warm-up: exports, compiles, packs
             for b in batches:
-                net.encode(xs[b]), net.decode_patches(zs[b])
+                if _timed_here(key, net, "encode", b):
+                    net.encode(xs[b])
+                if _timed_here(key, net, "decode", b):
+                    net.decode_patches(zs[b])
         for _ in range(rounds):
             for b in batches:
                 for key, net in runners.items():
-                    times.setdefault(("encode", b, *key), []).append(_once(net.encode, xs[b]))
-                    times.setdefault(("decode", b, *key), []).append(_once(net.decode_patches, zs[b]))
+                    if _timed_here(key, net, "encode", b):
+                        times.setdefault(("encode", b, *key), []).append(_once(net.encode, xs[b]))
+                    if _timed_here(key, net, "decode", b):
+                        times.setdefault(("decode", b, *key), []).append(_once(net.decode_patches, zs[b]))
     rows = []
     for (op, b, backend, precision), ts in times.items():
         ref = times.get((op, b, "torch", precision)) or times[(op, b, "torch", "fp32")]
@@ -142,8 +185,30 @@ def measure(model: BtnkMAE, runners: dict, batches: Sequence[int], rounds: int) 
         rows.append({"op": op, "batch": b, "precision": precision, "backend": backend,
                      "img_s_median": round(b / med, 3), "img_s_best": round(b / min(ts), 3),
                      "spread": round((max(ts) - min(ts)) / med, 3),
-                     "paired_vs_torch": round(statistics.median(r / t for r, t in zip(ref, ts)), 3)})
+                     "paired_vs_torch": round(statistics.median(r / t for r, t in zip(ref, ts)), 3),
+                     "times_s": [round(t, 5) for t in ts]})
     return rows
+
+
+def default_vs_engines(rows: List[dict]) -> List[dict]:
+    """Per (op, batch, precision) cell: what this package's default ran (``default`` row where its
+    route names an engine, else ``torch``), the fastest engine by paired ratio, and
+    ``default_over_fastest``: the median over rounds of (that engine's time / the default's time)."""
+    cells: Dict[tuple, Dict[str, dict]] = {}
+    for r in rows:
+        cells.setdefault((r["op"], r["batch"], r["precision"]), {})[r["backend"]] = r
+    out = []
+    for (op, batch, precision), by in sorted(cells.items()):
+        engines = [r for name, r in by.items() if name not in ("torch", "default")]
+        ours = by.get("default") or by.get("torch")
+        if not engines or ours is None:
+            continue
+        best = max(engines, key=lambda r: r["paired_vs_torch"])
+        ratio = statistics.median(e / d for e, d in zip(best["times_s"], ours["times_s"]))
+        runs = backend_choice(precision).backend(op, batch) if "default" in by else "torch"
+        out.append({"op": op, "batch": batch, "precision": precision, "default_runs": runs,
+                    "fastest_engine": best["backend"], "default_over_fastest": round(ratio, 3)})
+    return out
 
 
 def errors(model: BtnkMAE, runners: dict, batch: int = 4) -> List[dict]:
@@ -191,9 +256,9 @@ def versus_engines(preset: str = "base", size=None, batches: Sequence[int] = (1,
     for load in loads:
         with contention(load, preset):
             threads = decide_again()  # as a process started under this load would decide
-            rows = measure(model, runners, batches, rounds)
+            rows = measure(model, {**runners, **_defaults(model, precisions)}, batches, rounds)
         result["runs"].append({"load": load, "rows": rows, "skipped": skipped, "torch_threads": threads,
-                               "threads_why": inference_threads()[1]})
+                               "threads_why": inference_threads()[1], "default_vs_engines": default_vs_engines(rows)})
     result["busy_over_idle"] = busy_over_idle(result["runs"])
     return result
 
@@ -215,6 +280,14 @@ def format_table(result: dict) -> str:
                          f"{r['img_s_best']:>9.2f}{r['spread']:>8.2f}{r['paired_vs_torch']:>7.2f}x")
         for what, why in run["skipped"].items():
             lines.append(f"  skipped {what}: {why}")
+        for c in run.get("default_vs_engines", []):
+            verdict = "yes" if c["default_over_fastest"] >= 1 - NOISE else "NO"
+            lines.append(f"  default {c['op']} b{c['batch']} {c['precision']}: runs {c['default_runs']}, "
+                         f"{c['default_over_fastest']:.2f}x the fastest engine ({c['fastest_engine']}), paired: "
+                         f"at least as fast: {verdict}")
+        if "bf16" in run["skipped"]:
+            for b in sorted({r["batch"] for r in run["rows"]}):
+                lines.append(f"  default encode/decode b{b} bf16: {run['skipped']['bf16']}")
     lines.append("paired: median over rounds of (torch time / this backend's time) in the same round; above 1 = faster "
                  "than the torch path; spread: (slowest - fastest) / median round")
     return "\n".join(lines)

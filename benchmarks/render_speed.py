@@ -25,24 +25,36 @@ def _where(doc: dict, path: Path) -> str:
 
 def engines_tables(doc: dict, path: Path) -> str:
     out = [f"#### {doc['preset']} {doc['size'][0]}x{doc['size'][1]}: images/s (median of {doc['rounds']} interleaved "
-           f"rounds) and paired ratio to the torch path", "", _where(doc, path), ""]
+           f"rounds), spread of the rounds and paired ratio to the torch path", "", _where(doc, path), ""]
     for run in doc["runs"]:
         out += [f"Load: **{run['load']}** (torch path on {run.get('torch_threads', doc['threads'])} threads: "
                 f"{run.get('threads_why', '')}; engines on their own default threads)", "",
-                "| op | batch | precision | torch | onnxruntime | openvino |", "|---|---|---|---|---|---|"]
+                "| op | batch | precision | torch | onnxruntime | openvino | default runs | default / fastest engine |",
+                "|---|---|---|---|---|---|---|---|"]
         cells: dict = {}
         for r in run["rows"]:
             cells.setdefault((r["op"], r["batch"], r["precision"]), {})[r["backend"]] = r
+        defaults = {(d["op"], d["batch"], d["precision"]): d for d in run.get("default_vs_engines", [])}
         for (op, batch, precision), by in sorted(cells.items()):
             def cell(name):
                 r = by.get(name)
                 if r is None:
                     return "-"
-                text = f"{r['img_s_median']:.2f}"
-                return text if name == "torch" else f"{text} ({r['paired_vs_torch']:.2f}x)"
-            out.append(f"| {op} | {batch} | {precision} | {cell('torch')} | {cell('onnxruntime')} | {cell('openvino')} |")
-        out += [f"- skipped {k}: {v}" for k, v in run.get("skipped", {}).items()]
+                text = f"{r['img_s_median']:.2f}, spread {r['spread']:.2f}"
+                return text if name == "torch" else f"{text}, {r['paired_vs_torch']:.2f}x"
+            verdict = defaults.get((op, batch, precision))
+            ours = "-" if verdict is None else verdict["default_runs"]
+            if "default" in by:
+                ours += f" ({cell('default')})"
+            if verdict is None:
+                versus = "-"
+            else:
+                versus = f"{verdict['default_over_fastest']:.2f}x ({verdict['fastest_engine']})"
+            out.append(f"| {op} | {batch} | {precision} | {cell('torch')} | {cell('onnxruntime')} | {cell('openvino')} "
+                       f"| {ours} | {versus} |")
+        out += [f"- {k}: {v}" for k, v in run.get("skipped", {}).items()]
         out.append("")
+    out += default_summary(doc)
     out += ["Output error against the torch path in fp32:", "", "| backend | precision | latent max abs diff | "
             "patches max abs diff | latent cosine min |", "|---|---|---|---|---|"]
     out += [f"| {e['backend']} | {e['precision']} | {e['latent_max_abs_diff']:.1e} | {e['patches_max_abs_diff']:.1e} | "
@@ -53,6 +65,25 @@ def engines_tables(doc: dict, path: Path) -> str:
         out += [f"| {b['load']} | {b['batch']} | {b['precision']} | {b['backend']} | {b['ratio']:.2f} |"
                 for b in doc["busy_over_idle"] if b["op"] == "encode"]
     return "\n".join(out) + "\n"
+
+
+def default_summary(doc: dict) -> list:
+    """One generated line per load: in how many cells this package's default was at least as fast as
+    the fastest engine (paired, within ``bench_engines.NOISE``), and which cells were not."""
+    from benchmarks.bench_engines import NOISE
+
+    out = []
+    for run in doc["runs"]:
+        cells = run.get("default_vs_engines")
+        if not cells:
+            continue
+        short = [c for c in cells if c["default_over_fastest"] < 1 - NOISE]
+        said = "; ".join(f"{c['op']} b{c['batch']} {c['precision']} ({c['default_runs']}: "
+                         f"{c['default_over_fastest']:.2f}x {c['fastest_engine']})" for c in short)
+        out.append(f"- Load **{run['load']}**: our default at least as fast as the fastest engine (paired, "
+                   f"{NOISE:.0%} noise allowed) in {len(cells) - len(short)} of {len(cells)} cells"
+                   + (f"; not in: {said}" if short else ""))
+    return out + ([""] if out else [])
 
 
 def rl_loop_table(doc: dict, path: Path) -> str:

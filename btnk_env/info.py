@@ -50,7 +50,7 @@ def collect_info() -> dict:
         "cpu_kernels": f"{'fused oneDNN, packed weights' if fused else 'plain PyTorch'} ({why})",
         "precision_auto": ", ".join(f"{device}: {name}" for device, name in auto.items()),
         "inference_threads": f"{threads} ({threads_why})",
-        "backend_auto": "; ".join(f"{p}: {name} ({why})" for p, (name, why) in backend.items()),
+        "backend_auto": " | ".join(f"{p}: {route.describe()} ({route.why})" for p, route in backend.items()),
         "presets": {name: f"D={p['embed_dim']}, depth {p['depth']}, patch {p['patch_size']}" for name, p in PRESETS.items()},
         "releases": sorted(RELEASES),
         "bundled_models": sorted(BUNDLED),

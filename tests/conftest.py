@@ -15,6 +15,10 @@ GOLDEN = SHARED / "golden"
 IMAGES = SHARED / "images"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+if os.environ.get("BTNK_ENGINE_TESTS") != "1":
+    # backend="auto" may route a cell to an engine (btnk_env.models.backends.MEASURED_FASTEST); the suite's
+    # own process must never load one (see ENGINE_MODULES), so its defaults run the torch path
+    os.environ.setdefault("BTNK_BACKEND", "torch")
 
 
 def require_shared(path: Path) -> Path:
@@ -30,6 +34,19 @@ def require_shared(path: Path) -> Path:
 def needs_golden():
     """Fail loudly when ``shared/golden`` is missing (see :func:`require_shared`)."""
     return require_shared(GOLDEN)
+
+
+@pytest.fixture
+def bf16_anywhere(monkeypatch):
+    """bf16 inference really runs bf16 in this test, on any CPU: ``for_inference(precision="bf16")``
+    runs fp32 on a CPU without bf16 matrix units, so the tier is made to claim them (the matmuls
+    then take PyTorch's slow reference kernel: tiny models only)."""
+    import dataclasses
+
+    from btnk_env.models import precision
+    from btnk_env.models.hardware import cpu_tier
+
+    monkeypatch.setattr(precision, "cpu_tier", lambda: dataclasses.replace(cpu_tier(), bf16_units=True))
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_bad_backend_requests_say_what_to_do(tiny_model):
         check_backend("onnxruntime", "bf16", "cpu")
     with pytest.raises(ValueError, match="runs on the CPU"):
         check_backend("openvino", "fp32", "cuda")
-    assert check_backend("auto", "fp32", "cuda") == "torch"
+    assert check_backend("auto", "fp32", "cuda").engines == ()
 
 
 def test_auto_backend_is_chosen_once_and_forced_by_env(monkeypatch):
@@ -63,23 +63,54 @@ def test_auto_backend_is_chosen_once_and_forced_by_env(monkeypatch):
     monkeypatch.setenv(backends.ENV_VAR, "openvino")
     assert backend_choice("fp32") is first  # decided once per process
     monkeypatch.setattr(backends, "_CHOICE", {})
-    assert backend_choice("fp32") == ("openvino", f"forced by {backends.ENV_VAR}")
-    assert backend_choice("int8")[0] == "torch"  # openvino has no int8
+    forced = backend_choice("fp32")
+    assert forced.why == f"forced by {backends.ENV_VAR}"
+    assert forced.backend("encode", 1) == forced.backend("decode", 32) == "openvino"
+    assert backend_choice("int8").engines == ()  # openvino has no int8
     monkeypatch.setattr(backends, "_CHOICE", {})
     monkeypatch.setenv(backends.ENV_VAR, "nonsense")
     with pytest.raises(ValueError, match="BTNK_BACKEND"):
         backend_choice("fp32")
 
 
-def test_auto_backend_follows_the_measured_table(monkeypatch):
+def test_auto_backend_follows_the_measured_table_per_op_and_batch(monkeypatch):
     from btnk_env.models.hardware import cpu_tier
 
+    tier = cpu_tier().name
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     monkeypatch.setattr(backends, "_CHOICE", {})
-    monkeypatch.setattr(backends, "MEASURED_FASTEST", {(cpu_tier().name, "fp32"): "onnxruntime"})
+    monkeypatch.setattr(backends, "MEASURED_FASTEST", {
+        (tier, "fp32", "encode"): ((1, "torch"), (8, "openvino")), (tier, "fp32", "decode"): ((32, "onnxruntime"),)})
     monkeypatch.setattr(backends, "backend_missing", lambda name: None)
-    assert backend_choice("fp32")[0] == "onnxruntime"
-    assert backend_choice("int8")[0] == "torch"
+    route = backend_choice("fp32")
+    assert [route.backend("encode", b) for b in (1, 7, 8, 500)] == ["torch", "torch", "openvino", "openvino"]
+    assert [route.backend("decode", b) for b in (1, 31, 32)] == ["torch", "torch", "onnxruntime"]
+    assert route.engines == ("onnxruntime", "openvino")
+    assert route.describe() == "encode: torch, openvino from batch 8; decode: torch, onnxruntime from batch 32"
+    assert backend_choice("int8").engines == ()  # not listed: torch
+    monkeypatch.setattr(backends, "_CHOICE", {})  # an engine measured faster but not installed: torch there
+    monkeypatch.setattr(backends, "backend_missing", lambda name: "openvino not installed" if name == "openvino" else None)
+    route = backend_choice("fp32")
+    assert route.backend("encode", 8) == "torch" and route.backend("decode", 32) == "onnxruntime"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_route_runs_each_cell_on_its_backend(tiny_model, engine, monkeypatch):
+    route = backends.Route({"encode": ((1, "torch"), (3, engine))}, "test")
+    monkeypatch.setattr(backends, "_CHOICE", {"fp32": route})
+    torch.manual_seed(2)
+    x, z = torch.randn(4, 3, 32, 64), torch.randn(4, tiny_model.latent_dim)
+    net = for_inference(tiny_model, "fp32")  # the default backend, "auto", follows the route
+    assert isinstance(net, EngineModel) and net.route is route
+    assert for_inference(tiny_model, "fp32") is net  # the snapshot is kept while the weights stay
+    with torch.inference_mode():
+        assert torch.equal(net.encode(x[:2]), tiny_model.encode(x[:2]))  # batch 2: the torch path itself
+        assert (net.encode(x) - tiny_model.encode(x)).abs().max() < 1e-5  # batch 4: the engine
+        assert torch.equal(net.decode(z), tiny_model.decode(z))  # decode is not routed: torch
+    assert [key[0] for key in net._runs] == [engine]
+    with torch.no_grad():
+        tiny_model.encoder.norm.bias.add_(1.0)
+    assert for_inference(tiny_model, "fp32") is not net  # the weights changed: a new snapshot
 
 
 def test_thread_rule():

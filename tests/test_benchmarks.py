@@ -60,22 +60,36 @@ def test_versus_original_times_both_and_finds_equal_outputs():
     assert "paired" in format_table(result)
 
 
-def test_versus_engines_writes_its_schema_and_renders(tmp_path):
+def test_versus_engines_writes_its_schema_and_renders(tmp_path, monkeypatch):
     import json
 
-    from benchmarks.bench_engines import SCHEMA, versus_engines
+    from benchmarks.bench_engines import SCHEMA, bf16_unavailable, format_table, versus_engines
     from benchmarks.render_speed import render
-    from btnk_env.models.backends import backend_missing
+    from btnk_env.models import backends as backends_module
+    from btnk_env.models.backends import Route, backend_missing
 
-    result = versus_engines("test", size=(32, 64), batches=(1, 2), rounds=2, precisions=("fp32",), loads=("none",))
+    engines = [b for b in ("onnxruntime", "openvino") if backend_missing(b) is None]
+    if engines:  # the default runs an engine for encode at batch 2: timed there as "default"
+        monkeypatch.setattr(backends_module, "_CHOICE", {"fp32": Route({"encode": ((2, engines[0]),)}, "test")})
+    result = versus_engines("test", size=(32, 64), batches=(1, 2), rounds=2, precisions=("fp32", "bf16"),
+                            loads=("none",))
     assert result["schema"] == SCHEMA and result["machine"]["shared"] is True
     run = result["runs"][0]
-    backends = {r["backend"] for r in run["rows"]}
-    expected = {"torch"} | {b for b in ("onnxruntime", "openvino") if backend_missing(b) is None}
-    assert backends == expected
-    assert {(r["op"], r["batch"]) for r in run["rows"]} == {(op, b) for op in ("encode", "decode") for b in (1, 2)}
+    fp32 = [r for r in run["rows"] if r["precision"] == "fp32"]
+    assert {r["backend"] for r in fp32} == {"torch", *engines, *(["default"] if engines else [])}
+    assert {(r["op"], r["batch"]) for r in fp32 if r["backend"] == "default"} == ({("encode", 2)} if engines else set())
+    verdicts = {(c["op"], c["batch"]): c for c in run["default_vs_engines"] if c["precision"] == "fp32"}
+    if engines:
+        assert set(verdicts) == {(op, b) for op in ("encode", "decode") for b in (1, 2)}
+        assert verdicts[("encode", 2)]["default_runs"] == engines[0] and verdicts[("encode", 1)]["default_runs"] == "torch"
+        assert "at least as fast" in format_table(result)
+    if bf16_unavailable():  # said per cell, with the reason
+        assert run["skipped"]["bf16"] == bf16_unavailable() and not any(r["precision"] == "bf16" for r in run["rows"])
+        assert "b2 bf16: not available on this tier" in format_table(result)
+    run["rows"] = fp32
+    assert {(r["op"], r["batch"]) for r in fp32} == {(op, b) for op in ("encode", "decode") for b in (1, 2)}
     assert all(r["paired_vs_torch"] == 1.0 for r in run["rows"] if r["backend"] == "torch")
-    for e in result["errors"]:
+    for e in (e for e in result["errors"] if e["precision"] == "fp32"):
         assert e["latent_max_abs_diff"] < 1e-5 and e["patches_max_abs_diff"] < 1e-5, e
     path = tmp_path / "engines.json"
     path.write_text(json.dumps(result))

@@ -19,7 +19,7 @@ def golden_model():
 
 @torch.no_grad()
 @pytest.mark.parametrize("precision, min_cosine", [("bf16", 0.999), ("int8", 0.99)])
-def test_reduced_precision_close_to_fp32_and_leaves_model_untouched(golden_model, precision, min_cosine):
+def test_reduced_precision_close_to_fp32_and_leaves_model_untouched(golden_model, precision, min_cosine, bf16_anywhere):
     exp = torch.load(GOLDEN / "btnk_tiny_relu_64to128.expected.pt", weights_only=True)
     before = {k: v.clone() for k, v in golden_model.state_dict().items()}
     fast = for_inference(golden_model, precision)
@@ -37,7 +37,7 @@ def test_fp32_is_the_same_model(tiny_model):
     assert for_inference(tiny_model, "fp32") is tiny_model
 
 
-def test_bf16_built_under_inference_mode_has_ordinary_packable_weights(tiny_model):
+def test_bf16_built_under_inference_mode_has_ordinary_packable_weights(tiny_model, bf16_anywhere):
     from btnk_env.models import kernels
 
     x = torch.randn(2, 3, *tiny_model.img_size)

@@ -115,7 +115,7 @@ def test_bad_latents_fail_before_any_work(model):
         decode_rollout(model, torch.zeros(2, d), precision="fp16")
 
 
-def test_reduced_precision_stays_close_and_leaves_the_model_alone(episode, model):
+def test_reduced_precision_stays_close_and_leaves_the_model_alone(episode, model, bf16_anywhere):
     with torch.no_grad():
         z = model.encode(frames_to_tensor(episode[:6]))
     fp32 = decode_rollout(model, z).astype(int)

@@ -211,7 +211,7 @@ def test_more_construction_errors(tiny_model):
 
 
 @pytest.mark.parametrize("precision, atol", [("bf16", 0.15), ("int8", 0.3)])
-def test_reduced_precision_is_close_and_float32(tiny_model, precision, atol):
+def test_reduced_precision_is_close_and_float32(tiny_model, precision, atol, bf16_anywhere):
     env = BtnkMAEObservation(FrameEnv(), tiny_model, precision=precision, device="cpu")
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.float32 and obs in env.observation_space

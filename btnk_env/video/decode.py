@@ -148,7 +148,9 @@ def decode_rollout(
 
     Returns:
         ``(B, T, H, W, 3)`` uint8 in ``[0, 255]`` with ``(H, W) = size``; ``B = 1``
-        for ``(T, D)`` input. Decoding frame by frame, or all at once, gives the same frames.
+        for ``(T, D)`` input. Decoding frame by frame, or all at once, gives the same frames on one
+        backend; ``"auto"`` may decode small and large batches on different backends (equal within
+        1e-5 before rounding to uint8, so a pixel may differ by one level).
 
     Raises:
         ValueError: wrong latent width for the model, an empty sequence, NaN, bad batch size.
