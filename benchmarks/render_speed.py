@@ -108,10 +108,11 @@ def encode_table(doc: dict, path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(paths) -> str:
+def render(paths, root: Path = Path(".")) -> str:
+    """The tables of the benchmark JSON files ``paths`` (named as given, read under ``root``)."""
     parts = []
     for p in map(Path, paths):
-        doc = json.loads(p.read_text())
+        doc = json.loads((root / p).read_text())
         if doc.get("schema") == "btnk-engines/1":
             parts.append(engines_tables(doc, p))
         elif doc.get("schema") == "btnk-rl-loop/1":

@@ -46,6 +46,9 @@ PAGES = ("README.md", "docs/*.md")
 
 MARKER = re.compile(r"(<!-- table: (\S+) (\S+)((?: \S+=\S+)*) -->\n)(.*?)(<!-- /table -->)", re.S)
 
+#: the engines / RL-loop / encode-pipeline tables of docs/speed.md, rendered by benchmarks/render_speed.py
+SPEED_MARKER = re.compile(r"(<!-- generated: python -m benchmarks\.render_speed ((?:\S+\.json ?)+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
 Table = Tuple[List[str], List[List[str]]]
 
 
@@ -300,11 +303,19 @@ def rewrite(text: str, page: str) -> str:
         filters = dict(f.split("=", 1) for f in m.group(4).split())
         return m.group(1) + render(m.group(2), m.group(3), filters, page) + m.group(6)
 
+    def speed(m: re.Match) -> str:
+        from benchmarks.render_speed import render as render_speed
+
+        return m.group(1) + "\n" + render_speed(m.group(2).split(), ROOT) + "\n" + m.group(4)
+
+    def both(chunk: str) -> str:
+        return SPEED_MARKER.sub(speed, MARKER.sub(one, chunk))
+
     parts, last = [], 0
     for fence in FENCE.finditer(text):
-        parts += [MARKER.sub(one, text[last:fence.start()]), fence.group(0)]
+        parts += [both(text[last:fence.start()]), fence.group(0)]
         last = fence.end()
-    return "".join(parts) + MARKER.sub(one, text[last:])
+    return "".join(parts) + both(text[last:])
 
 
 def pages() -> List[Path]:

@@ -48,7 +48,7 @@ MEASURED = re.compile(r"\b(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s?(?:ms|s|min|img
                       r"(?![\w/])|\b\d+(?:\.\d+)?x(?![\w])")
 CODE_SPAN = re.compile(r"`[^`]*`")
 #: pages whose measured tables their owners are turning into generated ones (remove an entry once done)
-HAND_TABLES_PENDING = {"docs/speed.md", "docs/planning.md", "docs/reliability.md"}
+HAND_TABLES_PENDING = {"docs/planning.md"}
 
 
 #: a table header that names what its numbers measure (a "frames/s" column, a "PSNR" column)
@@ -58,9 +58,9 @@ DECIMAL = re.compile(r"\b\d+\.\d+\b")
 
 def hand_typed_figures(text: str) -> list[str]:
     """Table rows of the Markdown ``text`` that carry a measured figure (a number with a unit, or a
-    decimal under a header that names a unit) outside generated markers (``<!-- table: ... -->``),
+    decimal under a header that names a unit) outside generated markers (``<!-- table: ... -->``, ``<!-- generated: ... -->``),
     code fences and code spans (a command's ``--frames 6000``)."""
-    text = report.MARKER.sub("", report.FENCE.sub("", text))
+    text = report.SPEED_MARKER.sub("", report.MARKER.sub("", report.FENCE.sub("", text)))
     rows, header = [], None
     for line in text.splitlines():
         if not line.lstrip().startswith("|"):
