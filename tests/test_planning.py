@@ -180,3 +180,41 @@ def test_the_planner_keeps_only_its_context_over_a_long_run():
     for _ in range(300):
         pos = pos + MOVES[planner.act(pos)]
         assert len(planner._latents) <= 3 and len(planner._actions) <= 3
+
+
+def test_imagine_with_the_latent_planner_imagines_the_path_it_took(tiny_models, capsys):
+    tmp, _, _, head = tiny_models
+    out = tmp / "imagined.gif"
+    rc = main(["imagine", "--plan", "--planner", "latent", "--seed", "1003", "--height", "32", "--dynamics", str(tmp / "dyn"),
+               "--encoder", str(tmp / "enc"), "--head", head("head"), "--out", str(out), "--horizon", "4"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "the latent planner" in text
+    imagined = int(text.split("imagining ")[1].split()[0])
+    assert 1 <= imagined <= 4 and iio.imread(out, index=None).shape[0] == 3 + imagined
+
+
+def test_imagine_refuses_a_head_without_the_latent_planner(tiny_models, capsys):
+    tmp, _, _, head = tiny_models
+    out = tmp / "never.gif"
+    rc = main(["imagine", "--plan", "--height", "32", "--dynamics", str(tmp / "dyn"), "--encoder", str(tmp / "enc"),
+               "--head", head("head"), "--out", str(out)])
+    assert rc == 2 and "--planner latent" in capsys.readouterr().out and not out.exists()
+
+
+def test_planner_rollout_acts_as_the_planner_does_after_the_context(tiny_models):
+    """The actions after the ``K - 1`` context turns are the planner's own, step by step."""
+    from btnk_env.planning.evaluate import goal_frame
+    from btnk_env.planning.policy import planner_rollout
+    from btnk_env.imagine import encode_frames
+
+    tmp, encoder, dyn, head = tiny_models
+    gd = GoalDistance.from_pretrained(head("head"))
+    env = PanoramaRoomsEnv(height=32, world="single_room")
+    frames, actions, _ = planner_rollout(env, LatentPlanner(dyn, gd, 3, 3, horizon=3, samples=8), encoder, 1003, 3, 4)
+    assert actions[:2].tolist() == [1, 1] and len(frames) == len(actions) + 1 == 2 + 1 + 4
+    _, info = env.reset(seed=1003)
+    again = LatentPlanner(dyn, gd, 3, 3, horizon=3, samples=8)
+    again.reset(encode_frames(encoder, goal_frame(env, info, 1003)[None])[0], seed=1003)
+    assert [again.act(z) for z in encode_frames(encoder, frames[2:-1])] == actions[2:].tolist()
+    env.close()

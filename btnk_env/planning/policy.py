@@ -131,14 +131,53 @@ class PlannerPolicy(Policy):
         return self.planner.act(encode_frames(self.encoder, np.asarray(frame)[None])[0])
 
 
+#: The planner's settings unless told otherwise (``btnk-env plan``, ``imagine --planner latent``, ``demo --plan``).
+PLANNER_DEFAULTS = {"solver": "cem", "samples": 64, "iterations": 2, "horizon": 8, "cost": "mean"}
+
+
+def make_planner(step, head, dyn, **settings) -> LatentPlanner:
+    """A :class:`LatentPlanner` imagining with ``step`` (``dyn`` or a baseline) for ``dyn``'s actions and
+    context, with :data:`PLANNER_DEFAULTS` overridden by ``settings``."""
+    return LatentPlanner(step, head, dyn.config.num_actions, dyn.config.context, **{**PLANNER_DEFAULTS, **settings})
+
+
+def planner_rollout(env, planner: LatentPlanner, encoder, seed: int, context: int, horizon: int):
+    """True frames of the latent planner acting in a built-in world: :func:`btnk_env.imagine.planned_rollout`
+    with the planner instead of the breadth-first search choosing the path.
+
+    The agent is reset to layout ``seed`` and turns left ``context - 1`` times (the context frames); then
+    the planner acts, replanning at every step, towards the goal view of the evaluation
+    (:func:`btnk_env.planning.evaluate.goal_frame`) for ``horizon`` steps at most or until the world ends the
+    episode at the goal.
+
+    Returns:
+        ``(frames (T, H, W, 3) uint8, actions (T - 1,) int64, success)``, ``T = context + steps``.
+    """
+    from btnk_env.imagine import encode_frames
+    from btnk_env.planning.evaluate import goal_frame
+
+    obs, info = env.reset(seed=seed)
+    frames, actions, success = [obs], [1] * (context - 1), False
+    for a in actions:
+        frames.append(env.step(a)[0])
+    planner.reset(encode_frames(encoder, goal_frame(env, info, seed)[None])[0], seed=seed)
+    for _ in range(horizon):
+        actions.append(planner.act(encode_frames(encoder, np.asarray(frames[-1])[None])[0]))
+        obs, _, terminated, truncated, _ = env.step(actions[-1])
+        frames.append(obs)
+        if terminated or truncated:
+            success = bool(terminated)
+            break
+    return np.stack(frames), np.asarray(actions, dtype=np.int64), success
+
+
 def make_planner_policy(env: Any, dynamics: str = "panorama-rooms-small-dynamics", head: Optional[str] = None,
                         encoder: Optional[str] = None, **planner_args) -> PlannerPolicy:
     """The shipped models, checked against each other and ``env``'s actions, as a :class:`PlannerPolicy`."""
     from btnk_env.planning.load import DEFAULT_HEAD, load_models
 
     dyn, gd, enc = load_models(dynamics, head or DEFAULT_HEAD, encoder, int(env.action_space.n))
-    args = {"horizon": 8, "samples": 64, "iterations": 2, **planner_args}
-    return PlannerPolicy(env, enc, LatentPlanner(dyn, gd, dyn.config.num_actions, dyn.config.context, **args))
+    return PlannerPolicy(env, enc, make_planner(dyn, gd, dyn, **planner_args))
 
 
-__all__ = ["LatentPlanner", "PlannerPolicy", "make_planner_policy", "padded_context"]
+__all__ = ["PLANNER_DEFAULTS", "LatentPlanner", "PlannerPolicy", "make_planner", "make_planner_policy", "padded_context", "planner_rollout"]
