@@ -182,6 +182,17 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     return report
 
 
+def _output_paths(out, kind: str, video: str):
+    """``(out folder, video path)``, checked: a folder this demo mode may write into (``kind``: its
+    ownership marker) and a video path the writer takes."""
+    from btnk_env.video.io import check_video_path
+    from btnk_env.models.files import check_replaceable_dir
+
+    out = Path(out)
+    check_replaceable_dir(out, kind, "choose another --out folder")
+    return out, check_video_path(out / video)
+
+
 def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str = "single_room", height: int = 128,
                          seed: int = 1002, horizon: int = 30, fps: float = 4.0) -> dict[str, Any]:
     """The imagination mode: imagine the views along a planned path; returns the report (also
@@ -194,14 +205,12 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
     """
     from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
     from btnk_env.imagine import imagine_video, load_pair, planned_rollout, psnr_beside_copy_last
-    from btnk_env.video.io import check_video_path, write_video
-    from btnk_env.models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+    from btnk_env.video.io import write_video
+    from btnk_env.models.files import atomic_write_bytes, atomic_write_text, claim_dir
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    out = Path(out)
-    check_replaceable_dir(out, "demo-imagine", "choose another --out folder")  # before any work
-    video_path = check_video_path(out / "imagined.mp4")
+    out, video_path = _output_paths(out, "demo-imagine", "imagined.mp4")  # before any work
     env = PanoramaRoomsEnv(height=height, world=world)
     try:
         dyn, encoder = load_pair(dynamics, None, int(env.action_space.n))
@@ -257,15 +266,13 @@ def run_planning_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str = 
     from btnk_env.planning.load import DEFAULT_HEAD, load_models
     from btnk_env.planning.policy import PLANNER_DEFAULTS, make_planner
     from btnk_env.planning.video import plan_video
-    from btnk_env.video.io import check_video_path, write_video
-    from btnk_env.models.files import atomic_write_text, check_replaceable_dir, claim_dir
+    from btnk_env.video.io import write_video
+    from btnk_env.models.files import atomic_write_text, claim_dir
     from btnk_env.models.image_file import save_png
 
     if max_steps < 1:
         raise ValueError(f"steps must be >= 1, got {max_steps}")
-    out = Path(out)
-    check_replaceable_dir(out, "demo-plan", "choose another --out folder")  # before any work
-    video_path = check_video_path(out / "planned.mp4")
+    out, video_path = _output_paths(out, "demo-plan", "planned.mp4")  # before any work
     env = PanoramaRoomsEnv(height=height, world=world)
     try:
         dyn, head, encoder = load_models(dynamics, DEFAULT_HEAD, None, int(env.action_space.n))

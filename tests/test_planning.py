@@ -215,6 +215,55 @@ def test_planner_rollout_acts_as_the_planner_does_after_the_context(tiny_models)
     assert actions[:2].tolist() == [1, 1] and len(frames) == len(actions) + 1 == 2 + 1 + 4
     _, info = env.reset(seed=1003)
     again = LatentPlanner(dyn, gd, 3, 3, horizon=3, samples=8)
-    again.reset(encode_frames(encoder, goal_frame(env, info, 1003)[None])[0], seed=1003)
-    assert [again.act(z) for z in encode_frames(encoder, frames[2:-1])] == actions[2:].tolist()
+    again.reset(encode_frames(encoder, goal_frame(env, info, 1003)[None]), seed=1003)
+    assert [again.act(encode_frames(encoder, f[None])[0]) for f in frames[2:-1]] == actions[2:].tolist()
     env.close()
+
+
+def test_goal_rolls_are_the_goal_seen_at_other_headings(tiny_model):
+    """Rolling a panorama by a quarter of its width is turning by a quarter turn: the rolled goal image equals
+    the view rendered there at that heading, so the planner's goal latents need no access to the world."""
+    from btnk_env.imagine import encode_frames
+    from btnk_env.planning.goals import goal_latents, goal_view
+
+    env = PanoramaRoomsEnv(height=32, world="single_room")
+    _, info = env.reset(seed=1100)
+    views = [goal_view(env, info["goal_position"], h) for h in (0.0, -np.pi / 2, -np.pi, np.pi / 2)]
+    env.close()
+    rolled = goal_latents(tiny_model, views[0], rolls=4)
+    assert rolled.shape == (4, tiny_model.latent_dim)
+    assert torch.allclose(rolled, encode_frames(tiny_model, np.stack(views)), atol=0.05)
+    assert not torch.allclose(rolled[0], rolled[1], atol=0.05)  # the headings are told apart
+
+
+def _episodes(rng, n_episodes, d=192):
+    """A fake ``render_episodes`` result: 3 frames, 2 imagined latents and 1 goal view per episode."""
+    ep = np.arange(n_episodes)
+    return {"real": rng.normal(size=(3 * n_episodes, d)).astype(np.float32), "real_steps": np.tile([2.0, 1.0, 0.0], n_episodes).astype(np.float32),
+            "real_episode": ep.repeat(3), "imagined": rng.normal(size=(2 * n_episodes, d)).astype(np.float32),
+            "imagined_steps": np.tile([1.0, 0.0], n_episodes).astype(np.float32), "imagined_episode": ep.repeat(2),
+            "goals": rng.normal(size=(n_episodes, d)).astype(np.float32), "goal_episode": ep}
+
+
+def test_goal_distance_training_joins_the_cached_data_of_several_runs(tmp_path):
+    from pathlib import Path
+
+    from btnk_env.training.goal_distance import GoalDistanceTrainer, load_goal_distance_config
+
+    rng = np.random.default_rng(0)
+    parts = [_episodes(rng, 2), _episodes(rng, 3)]
+    for name, part in zip("ab", parts):
+        np.savez(tmp_path / f"{name}.npz", **part)
+    config = Path(__file__).resolve().parents[1] / "configs" / "goal_distance_rooms.yaml"
+    cfg = load_goal_distance_config(config, [f"data.cache={tmp_path / 'a.npz'},{tmp_path / 'b.npz'}", f"io.out_dir={tmp_path / 'run'}",
+                                             "train.steps=2", "train.batch_size=8", "model.width=16", "model.depth=1"])
+    trainer = GoalDistanceTrainer(cfg)
+    d = trainer.data
+    assert d["goal_episode"].tolist() == [0, 1, 2, 3, 4] and d["real_episode"].tolist() == [0, 0, 0, 1, 1, 1] + [2] * 3 + [3] * 3 + [4] * 3
+    assert np.array_equal(d["goals"][2:], parts[1]["goals"]) and np.array_equal(d["imagined"][:4], parts[0]["imagined"])
+    trainer.fit()
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    cfg.data.cache = str(tmp_path / "missing.npz")
+    cfg.io.out_dir = str(tmp_path / "run2")
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such file"):
+        GoalDistanceTrainer(cfg)

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--cost", default="mean", help="mean, min or terminal (btnk_env.planning.cost)")
+    parser.add_argument("--goal-rolls", type=int, default=1,
+                        help="headings the goal image is seen at (its rolls; the cost averages the head over them)")
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--fps", type=float, default=4)
@@ -48,7 +50,7 @@ def build_planner(args, step, head, dyn):
     from btnk_env.planning.policy import make_planner
 
     return make_planner(step, head, dyn, horizon=args.horizon, solver=args.solver, cost=args.cost,
-                        samples=args.samples, iterations=args.iterations)
+                        samples=args.samples, iterations=args.iterations, goal_rolls=args.goal_rolls)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,9 +136,18 @@ def evaluate_methods(args, env, methods, dyn, head, encoder) -> dict:
             agents[m] = E.policy_agent(make_policy("shipped", env, encoder))
         else:
             agents[m] = E.oracle_agent()
+    import os
+    from datetime import datetime, timezone
+
+    from btnk_env.models.hardware import cpu_name
+
+    when, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()[0]
     report = E.evaluate(env, agents, parse_seeds(args.seeds), args.max_steps, progress=True)
+    report["when"] = when
+    report["machine"] = {"device": f"{cpu_name()} ({args.threads} threads)",
+                         "load_average": [round(load, 1), round(os.getloadavg()[0], 1)]}
     report["planner"] = {"solver": args.solver, "samples": args.samples, "iterations": args.iterations,
-                         "horizon": args.horizon, "cost": args.cost, "threads": args.threads,
+                         "horizon": args.horizon, "cost": args.cost, "goal_rolls": args.goal_rolls, "threads": args.threads,
                          "dynamics": args.dynamics, "head": args.head, "world": args.world, "height": args.height}
     return report
 

@@ -23,7 +23,7 @@ def planner_agent(planner, encoder) -> AgentFactory:
     from btnk_env.imagine import encode_frames
 
     def start(env, obs, info, goal_frame, seed):
-        planner.reset(encode_frames(encoder, goal_frame[None])[0], seed=seed)
+        planner.reset_to_view(goal_frame, encoder, seed=seed)
         return lambda o, i: planner.act(encode_frames(encoder, np.asarray(o)[None])[0])
 
     return start

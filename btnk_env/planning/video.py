@@ -19,7 +19,7 @@ def plan_video(env, planner, encoder, seed: int, goal_frame: np.ndarray, max_ste
     from btnk_env.models import resize_frames
 
     obs = env.render()
-    planner.reset(encode_frames(encoder, goal_frame[None])[0], seed=seed)
+    planner.reset_to_view(goal_frame, encoder, seed=seed)
     video, success = [], False
     goal_small = None
     for _ in range(max_steps):
