@@ -45,6 +45,14 @@ def join_reports(reports: Sequence[Dict]) -> Dict:
     return out
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (sha256): the evaluated head is the shipped one."""
+    import hashlib
+
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None  # noqa: E731
+    return digest(a) is not None and digest(a) == digest(b)
+
+
 def head_of(report: Dict) -> Dict:
     """The goal-distance head of a report: its training layouts and settings (from its run folder)."""
     import yaml
@@ -92,7 +100,7 @@ def plot_curve(curve: Dict, path) -> Path:
 
     pts = curve["points"]
     groups = list(dict.fromkeys(p["varied"] for p in pts))
-    bar, gap, group_gap, h, top, left = 16, 22, 40, 240, 40, 40
+    bar, gap, group_gap, h, top, left = 20, 36, 40, 240, 40, 40
     width = left + sum(len([p for p in pts if p["varied"] == g]) * (2 * bar + gap) for g in groups) + group_gap * len(groups) + 20
     img = Image.new("RGB", (max(width, 420), h + 90), (255, 255, 255))
     draw = ImageDraw.Draw(img)
@@ -104,12 +112,12 @@ def plot_curve(curve: Dict, path) -> Path:
         draw.text((4, y(v) - 6), f"{v:.1f}", fill=(0, 0, 0))
     x = left + 10
     for g in groups:
-        draw.text((x, h + 40), g, fill=(0, 0, 120))
+        draw.text((x, h + 30), g, fill=(0, 0, 120))
         for p in (p for p in pts if p["varied"] == g):
             for j, (key, color) in enumerate((("success_rate", (40, 90, 200)), ("spl", (150, 180, 240)))):
                 draw.rectangle([x + j * bar, y(p[key]), x + (j + 1) * bar - 2, y(0)], fill=color)
             draw.text((x - 2, y(p["success_rate"]) - 12), f"{p['success_rate']:.2f}", fill=(0, 0, 0))
-            draw.text((x - 4, h + 8 + 12 * (len(str(p["value"])) > 8) * (pts.index(p) % 2)), str(p["value"]), fill=(0, 0, 0))
+            draw.text((x - 4, h + 8), str(p["value"]), fill=(0, 0, 0))
             x += 2 * bar + gap
         x += group_gap
     return save_png(Path(path), np.asarray(img))
@@ -130,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.what == "table":
         report = join_reports([json.loads(Path(p).read_text()) for p in args.reports])
         report["command"] = "python -m benchmarks.plan_report table " + " ".join(args.reports)
+        report["head_is_shipped"] = same_file(Path(report["planner"].get("head", "")) / "model.safetensors",
+                                              ROOT / "models/weights/panorama_rooms_small_goal_distance/model.safetensors")
         report["commands"] = args.commands
         atomic_write_text(ROOT / "docs/planning_eval.json", json.dumps(report, indent=1) + "\n")
         plot(report, ROOT / "docs/images/planning_eval.png")

@@ -202,8 +202,8 @@ VIEWS: Dict[str, Callable[[dict], Table]] = {
 
 def machine_line(r: dict) -> str:
     """Where and when: the date, the machine, the tier and the load from other work."""
-    when = r.get("when", "?")
-    machine = r.get("machine", {})
+    when = r.get("when") or "?"
+    machine = r.get("machine") or {}
     device = machine.get("device") or r.get("device", "?")
     tier = r.get("cpu_tier", {}).get("name") or machine.get("tier")
     parts = [f"Measured {when.replace('T', ' ')[:16]} UTC on {device}"]
