@@ -81,11 +81,13 @@ def curve_points(groups: Dict[str, List[str]]) -> Dict:
             head = (f"{h['layouts']}, {h['width']}, {h['steps']}, {h['weight_decay']}" if "layouts" in h else h["name"])
             planner = f"{p['solver']} {p['samples']} x {p['iterations']}, horizon {p['horizon']}, goal rolls {p.get('goal_rolls', 1)}"
             value = {"training layouts": h.get("layouts"), "planner": f"{p['samples']} x H{p['horizon']} x R{p.get('goal_rolls', 1)}",
-                     "head regularisation": f"w{h.get('width')} s{h.get('steps')} wd{h.get('weight_decay')}"}.get(varied, path)
+                     "head regularisation": f"w{h.get('width')} s{h.get('steps')} wd{h.get('weight_decay')}",
+                     "goal rolls": p.get("goal_rolls", 1)}.get(varied, path)
             points.append({"varied": varied, "value": value, "head": head, "planner": planner,
                            "success_rate": m["success_rate"], "spl": m["spl"], "seeds": r["seeds"],
                            "episodes": r["num_episodes"], "head_config": h, "planner_config": p, "source": path})
-    stamped = json.loads(Path(next(iter(groups.values()))[0]).read_text())
+    reports = [json.loads(Path(p["source"]).read_text()) for p in points]
+    stamped = max((r for r in reports if r.get("when")), key=lambda r: r["when"], default={})  # the last one run
     return {"when": stamped.get("when"), "machine": stamped.get("machine"),
             "command": "python -m benchmarks.plan_report curve " + " ".join(f'"{k}=..."' for k in groups),
             "points": points}
@@ -112,12 +114,12 @@ def plot_curve(curve: Dict, path) -> Path:
         draw.text((4, y(v) - 6), f"{v:.1f}", fill=(0, 0, 0))
     x = left + 10
     for g in groups:
-        draw.text((x, h + 30), g, fill=(0, 0, 120))
+        draw.text((x, h + 36), g, fill=(0, 0, 120))
         for p in (p for p in pts if p["varied"] == g):
             for j, (key, color) in enumerate((("success_rate", (40, 90, 200)), ("spl", (150, 180, 240)))):
                 draw.rectangle([x + j * bar, y(p[key]), x + (j + 1) * bar - 2, y(0)], fill=color)
             draw.text((x - 2, y(p["success_rate"]) - 12), f"{p['success_rate']:.2f}", fill=(0, 0, 0))
-            draw.text((x - 4, h + 8), str(p["value"]), fill=(0, 0, 0))
+            draw.text((x - 4, h + 6), str(p["value"]).replace(" wd", "\nwd"), fill=(0, 0, 0))
             x += 2 * bar + gap
         x += group_gap
     return save_png(Path(path), np.asarray(img))

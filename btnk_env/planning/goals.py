@@ -39,9 +39,13 @@ def goal_latents(encoder, image: np.ndarray, rolls: int = 1):
     """
     from btnk_env.imagine import encode_frames
 
+    return encode_frames(encoder, rolled_views(image, rolls))
+
+
+def rolled_views(image: np.ndarray, rolls: int) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(rolls, H, W, 3)`` uint8: the panorama turned by ``-2 pi k / rolls``, ``k = 0 .. rolls - 1``."""
     w = image.shape[1]
-    views = np.stack([np.roll(image, -round(k * w / rolls), axis=1) for k in range(max(1, int(rolls)))])
-    return encode_frames(encoder, np.asarray(views, np.uint8))
+    return np.stack([np.roll(np.asarray(image, np.uint8), -round(k * w / rolls), axis=1) for k in range(max(1, int(rolls)))])
 
 
 def goal_latent(goal, encoder, env=None, rng: Optional[np.random.Generator] = None):
@@ -71,4 +75,4 @@ def goal_latent(goal, encoder, env=None, rng: Optional[np.random.Generator] = No
     return encode_frames(encoder, np.asarray(arr, np.uint8)[None])[0]
 
 
-__all__ = ["goal_latent", "goal_latents", "goal_view"]
+__all__ = ["goal_latent", "goal_latents", "goal_view", "rolled_views"]
