@@ -92,7 +92,10 @@ def main() -> None:
     p.add_argument("--head", default="panorama-rooms-small-goal-distance")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    r = benchmark_plan(args.solver, args.samples, args.iterations, args.horizon, args.threads, args.steps, head=args.head)
+    from benchmarks.report import _stamped
+
+    r = _stamped("python benchmarks/bench_plan.py " + " ".join(sys.argv[1:]), lambda: benchmark_plan(
+        args.solver, args.samples, args.iterations, args.horizon, args.threads, args.steps, head=args.head))
     print(f"{r['cpu']}; {r['threads']} threads; {r['solver']} {r['samples']} samples x {r['iterations']} iterations, "
           f"horizon {r['horizon']}")
     print(f"planning: {r['plan_ms_median']:.1f} ms/step median, {r['plan_ms_mean']:.1f} mean "
@@ -100,7 +103,9 @@ def main() -> None:
     print(f"memory: {r['after_warmup_mib']:.1f} MiB after {r['warmup']} steps, {r['after_all_mib']:.1f} MiB after "
           f"{r['steps']} ({100 * r['rss_growth']:+.2f} %, target within 5 %)")
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+        from btnk_env.models.files import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(r, indent=2) + "\n")
 
 
 if __name__ == "__main__":

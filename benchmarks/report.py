@@ -244,11 +244,33 @@ def view_crafted(r: dict) -> Table:
     return ["crafted input", "input bytes", "peak RSS now", "seconds now", "outcome now", label], rows
 
 
+def view_planning(r: dict) -> Table:
+    names = {"planner": "planner (learned dynamics)", "copy-last": "planner, copy-last dynamics",
+             "ridge": "planner, ridge dynamics", "ppo": "PPO agent (shipped)", "random": "random actions",
+             "oracle": "BFS oracle"}
+    return (["method", "success rate", "SPL", "steps (successes)", "deciding time per step"],
+            [[names.get(n, n), f"{m['success_rate']:.2f}", f"{m['spl']:.2f}", _f(m["mean_steps_success"]),
+              f"{m['time_per_step_s'] * 1000:.0f} ms"] for n, m in r["methods"].items()])
+
+
+def view_planning_curve(r: dict) -> Table:
+    return (["varied", "value", "head (training layouts, width, steps, weight decay)", "planner", "success rate", "SPL"],
+            [[p["varied"], str(p["value"]), p["head"], p["planner"], f"{p['success_rate']:.2f}", f"{p['spl']:.2f}"]
+             for p in r["points"]])
+
+
+def view_plan_time(r: dict) -> Table:
+    return (["solver", "threads", "planning ms/step (median / mean)", "encoding ms/frame", "RSS after warm-up / after all steps"],
+            [[f"{r['solver']} {r['samples']} x {r['iterations']}, horizon {r['horizon']}", str(r["threads"]),
+              f"{r['plan_ms_median']:.0f} / {r['plan_ms_mean']:.0f}", _f(r["encode_ms_per_frame"]),
+              f"{r['after_warmup_mib']:.0f} / {r['after_all_mib']:.0f} MiB ({100 * r['rss_growth']:+.2f} % over {r['steps']} steps)"]])
+
+
 VIEWS: Dict[str, Callable[[dict], Table]] = {
     "model": view_model, "original": view_original, "fast_paths": view_fast_paths, "peak": view_peak, "precision": view_precision,
     "wrappers": view_wrappers, "env": view_env, "video": view_video, "collect": view_collect, "train": view_train,
     "demo": view_demo, "sb3": view_sb3, "ppo": view_ppo, "world_model": view_world_model, "encode_pipeline": view_encode_pipeline,
-    "crafted": view_crafted,
+    "crafted": view_crafted, "planning": view_planning, "planning_curve": view_planning_curve, "plan_time": view_plan_time,
 }
 
 
@@ -256,8 +278,8 @@ VIEWS: Dict[str, Callable[[dict], Table]] = {
 
 def machine_line(r: dict) -> str:
     """Where and when: the date, the machine, the tier and the load from other work."""
-    when = r.get("when", "?")
-    machine = r.get("machine", {})
+    when = r.get("when") or "?"
+    machine = r.get("machine") or {}
     if isinstance(machine, str):  # the benchmark scripts' own --json names the CPU only
         machine = {"device": machine, "tier": r.get("cpu")}
     device = machine.get("device") or r.get("device", "?")

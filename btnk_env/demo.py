@@ -9,6 +9,11 @@ layout of the world the shipped dynamics model was trained in, the agent looks a
 context frames, the shortest path to the goal is planned, and the dynamics model imagines the views
 along it open loop; the truth / imagined / error video, a still and a report (imagined PSNR beside
 the copy-last baseline) are written.
+
+``btnk-env demo --plan`` is the planning mode (:func:`run_planning_demo`): in a held-out layout, the latent
+planner of ``btnk-env plan`` (CEM over the dynamics model's imagined latents, the shipped goal-distance head
+as the cost) acts from observations only towards a view at the goal; the video of the executed views beside
+the imagined plans, a still and a report (success, steps against the shortest path) are written.
 """
 
 from __future__ import annotations
@@ -31,24 +36,28 @@ DEFAULT_DYNAMICS = "panorama-rooms-small-dynamics"
 #: Defaults of the two modes: ``(out, world, height, layout seed, video fps)``. The imagination mode runs
 #: where the shipped dynamics model was trained (single rooms at 128x256) in a held-out layout.
 MODE_DEFAULTS = {"episode": (Path("runs/demo"), "apartment", 256, 15, 8.0),
-                 "imagine": (Path("runs/demo_imagine"), "single_room", 128, 1002, 4.0)}
+                 "imagine": (Path("runs/demo_imagine"), "single_room", 128, 1002, 4.0),
+                 "plan": (Path("runs/demo_plan"), "single_room", 128, 1003, 4.0)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: runs/demo, with --imagine runs/demo_imagine)")
+                        help="output folder (default: runs/demo, with --imagine runs/demo_imagine, with --plan runs/demo_plan)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path (anything BtnkMAE.from_pretrained loads)")
-    parser.add_argument("--steps", type=int, default=150, help="maximum environment steps (default: 150)")
+    parser.add_argument("--steps", type=int, default=None, help="maximum environment steps (default: 150, with --plan 60)")
     parser.add_argument("--height", type=int, default=None,
                         help="panorama height H of the world, width 2H (default: 256, with --imagine 128)")
-    parser.add_argument("--seed", type=int, default=None, help="layout seed (default: 15, with --imagine 1002: a held-out layout with a 15-step path)")
+    parser.add_argument("--seed", type=int, default=None, help="layout seed (default: 15, with --imagine 1002: a held-out layout with a 15-step path, with --plan 1003)")
     parser.add_argument("--world", default=None,
                         help="built-in world preset: apartment or single_room (default: apartment, with --imagine single_room)")
     parser.add_argument("--imagine", action="store_true",
                         help="imagination mode: the shipped dynamics model imagines the views along a planned path "
                              "to the goal (open loop, after a few real context frames)")
+    parser.add_argument("--plan", action="store_true",
+                        help="planning mode: the latent planner (btnk-env plan) acts towards a goal view in a "
+                             "held-out single room, and the video shows the imagined plan at every step")
     parser.add_argument("--dynamics", default=DEFAULT_DYNAMICS,
-                        help=f"dynamics model for --imagine (default: {DEFAULT_DYNAMICS}; it names its encoder)")
+                        help=f"dynamics model for --imagine and --plan (default: {DEFAULT_DYNAMICS}; it names its encoder)")
     parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most, for --imagine (default: 30)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--precision", default="auto",
@@ -173,6 +182,17 @@ def run_demo(out: Path, model_name: str = DEFAULT_MODEL, steps: int = 150, heigh
     return report
 
 
+def _output_paths(out, kind: str, video: str):
+    """``(out folder, video path)``, checked: a folder this demo mode may write into (``kind``: its
+    ownership marker) and a video path the writer takes."""
+    from btnk_env.video.io import check_video_path
+    from btnk_env.models.files import check_replaceable_dir
+
+    out = Path(out)
+    check_replaceable_dir(out, kind, "choose another --out folder")
+    return out, check_video_path(out / video)
+
+
 def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str = "single_room", height: int = 128,
                          seed: int = 1002, horizon: int = 30, fps: float = 4.0) -> dict[str, Any]:
     """The imagination mode: imagine the views along a planned path; returns the report (also
@@ -185,14 +205,12 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
     """
     from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
     from btnk_env.imagine import imagine_video, load_pair, planned_rollout, psnr_beside_copy_last
-    from btnk_env.video.io import check_video_path, write_video
-    from btnk_env.models.files import atomic_write_bytes, atomic_write_text, check_replaceable_dir, claim_dir
+    from btnk_env.video.io import write_video
+    from btnk_env.models.files import atomic_write_bytes, atomic_write_text, claim_dir
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    out = Path(out)
-    check_replaceable_dir(out, "demo-imagine", "choose another --out folder")  # before any work
-    video_path = check_video_path(out / "imagined.mp4")
+    out, video_path = _output_paths(out, "demo-imagine", "imagined.mp4")  # before any work
     env = PanoramaRoomsEnv(height=height, world=world)
     try:
         dyn, encoder = load_pair(dynamics, None, int(env.action_space.n))
@@ -234,6 +252,57 @@ def run_imagination_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str
     return report
 
 
+def run_planning_demo(out: Path, dynamics: str = DEFAULT_DYNAMICS, world: str = "single_room", height: int = 128,
+                      seed: int = 1003, max_steps: int = 60, fps: float = 4.0) -> dict[str, Any]:
+    """The planning mode: the latent planner acts in layout ``seed`` towards the evaluation's goal view
+    (:func:`btnk_env.planning.evaluate.goal_frame`); returns the report (also written to ``out/report.json``).
+
+    The encoder, dynamics model and goal-distance head are loaded and checked against each other and the
+    world before anything is rendered (:func:`btnk_env.planning.load.load_models`).
+    """
+    from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
+    from btnk_env.imagine import plan_to_goal
+    from btnk_env.planning.evaluate import goal_frame
+    from btnk_env.planning.load import DEFAULT_HEAD, load_models
+    from btnk_env.planning.policy import PLANNER_DEFAULTS, make_planner
+    from btnk_env.planning.video import plan_video
+    from btnk_env.video.io import write_video
+    from btnk_env.models.files import atomic_write_text, claim_dir
+    from btnk_env.models.image_file import save_png
+
+    if max_steps < 1:
+        raise ValueError(f"steps must be >= 1, got {max_steps}")
+    out, video_path = _output_paths(out, "demo-plan", "planned.mp4")  # before any work
+    env = PanoramaRoomsEnv(height=height, world=world)
+    try:
+        dyn, head, encoder = load_models(dynamics, DEFAULT_HEAD, None, int(env.action_space.n))
+        start = time.perf_counter()
+        _, info = env.reset(seed=seed)
+        shortest = len(plan_to_goal(env))
+        video, steps, success = plan_video(env, make_planner(dyn, head, dyn), encoder, seed,
+                                           goal_frame(env, info, seed), max_steps)
+        seconds = time.perf_counter() - start
+    finally:
+        env.close()
+    claim_dir(out, "demo-plan", "choose another --out folder")
+    write_video(video_path, video, fps=fps)
+    still = save_png(out / "still.png", video[len(video) // 2])
+    report = {
+        "dynamics": dynamics,
+        "goal_distance_head": DEFAULT_HEAD,
+        "encoder": dyn.config.encoder,
+        "world": f"btnk_env/PanoramaRooms-v0, {world}, layout seed {seed}, {height}x{2 * height} panoramas",
+        "planner": dict(PLANNER_DEFAULTS),
+        "success": success,
+        "steps": steps,
+        "shortest_path": shortest,
+        "seconds": round(seconds, 1),
+        "files": {"video": str(video_path), "still": str(still), "report": str(out / "report.json")},
+    }
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def _earlier_demo(folder: Path) -> bool:
     """An unmarked folder an earlier version of the demo wrote: its four files only."""
     return {p.name for p in folder.iterdir()} <= {"episode.mp4", "still.png", "latents.npy", "report.json"}
@@ -241,10 +310,19 @@ def _earlier_demo(folder: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    mode = "imagine" if args.imagine else "episode"
+    if args.imagine and args.plan:
+        print("btnk-env demo: give --imagine or --plan, not both")
+        return 2
+    mode = "imagine" if args.imagine else "plan" if args.plan else "episode"
     out, world, height, seed, fps = (given if given is not None else default for given, default in
                                      zip((args.out, args.world, args.height, args.seed, args.fps), MODE_DEFAULTS[mode]))
-    if args.imagine:
+    if args.plan:
+        report = run_planning_demo(out, args.dynamics, world, height, seed, 60 if args.steps is None else args.steps, fps)
+        print()
+        print("btnk-env demo --plan: the agent plans in its world model and acts towards a goal view")
+        for key in ("dynamics", "goal_distance_head", "world", "planner", "success", "steps", "shortest_path", "seconds"):
+            print(f"  {key:<20} {report[key]}")
+    elif args.imagine:
         report = run_imagination_demo(out, args.dynamics, world, height, seed, args.horizon, fps)
         print()
         print("btnk-env demo --imagine: a world model imagines the views along a planned path")
@@ -254,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         for step, row in report["psnr_db_at_step"].items():
             print(f"  PSNR at step {step:<11} imagined {row['imagined']} dB, copy-last {row['copy_last']} dB")
     else:
-        report = run_demo(out, args.model, args.steps, height, seed, world, args.device,
+        report = run_demo(out, args.model, 150 if args.steps is None else args.steps, height, seed, world, args.device,
                           args.precision, fps, args.agent)
         print()
         print("btnk-env demo: the built-in panorama world, seen through the bottleneck MAE")

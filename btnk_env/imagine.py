@@ -10,7 +10,10 @@ framed green, imagined ones red). Two sources of actions:
 - ``--plan``: the built-in world (``--world``, ``--seed`` = layout): after ``K - 1`` left turns of
   context, the shortest action sequence to the goal is planned over the world's free space
   (:func:`plan_to_goal`, breadth-first over (position, heading) with the world's own collision check),
-  imagined, and also executed in the world for the truth row (REMI's use: see the views along a plan).
+  imagined, and also executed in the world for the truth row (REMI's use: see the views along a plan);
+  ``--plan --planner latent``: the latent planner (:mod:`btnk_env.planning`: CEM over imagined latents,
+  the goal-distance head ``--head`` as the cost) chooses the actions instead, replanning at every step
+  towards the view at the goal, and the dynamics model imagines the whole executed path open loop.
 
 The dynamics model's latent width must equal the encoder's and its action count the world's (checked
 before any work); a different encoder sha256 than it was trained on is refused as well.
@@ -189,6 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world", default="single_room", help="built-in world for --plan: single_room or apartment")
     parser.add_argument("--seed", type=seed_arg, default=1000, help="layout seed for --plan")
     parser.add_argument("--height", type=int, default=128, help="panorama height of the built-in world for --plan")
+    parser.add_argument("--planner", choices=("bfs", "latent"), default="bfs",
+                        help="who plans for --plan: bfs (the world's free space, shortest path) or latent "
+                             "(the latent planner of btnk-env plan, from observations only)")
+    parser.add_argument("--head", default=None, help="goal-distance head of --planner latent (default: the shipped one)")
     parser.add_argument("--horizon", type=int, default=30, help="imagined steps at most")
     parser.add_argument("--fps", type=float, default=4)
 
@@ -200,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
         print("btnk-env imagine: give either --episodes FOLDER (recorded actions) or --plan (built-in world)")
         return 2
     # input errors (a bad folder, model or episode) become one line via btnk_env.models.errors.run_cli
+    if args.head and not (args.plan and args.planner == "latent"):
+        print("btnk-env imagine: --head is the cost of --plan --planner latent")
+        return 2
     check_video_path(args.out)
     if args.episodes:
         from btnk_env.formats.episode_shards import open_episodes
@@ -224,13 +234,24 @@ def run(args: argparse.Namespace) -> int:
 
         env = PanoramaRoomsEnv(height=args.height, world=args.world)
         try:
-            dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
-            k = dyn.config.context
-            frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
+            if args.planner == "latent":
+                from btnk_env.planning.load import DEFAULT_HEAD, load_models
+                from btnk_env.planning.policy import make_planner, planner_rollout
+
+                dyn, head, encoder = load_models(args.dynamics, args.head or DEFAULT_HEAD, args.encoder,
+                                                 int(env.action_space.n))
+                k = dyn.config.context
+                frames, actions, success = planner_rollout(env, make_planner(dyn, head, dyn), encoder, args.seed,
+                                                           k, args.horizon)
+                said = f"the latent planner {'reached' if success else 'did not reach'} the goal"
+            else:
+                dyn, encoder = load_pair(args.dynamics, args.encoder, int(env.action_space.n))
+                k = dyn.config.context
+                frames, actions, planned = planned_rollout(env, args.seed, k, args.horizon)
+                said = f"planned {planned} actions to the goal"
         finally:
             env.close()
-        print(f"planned {planned} actions to the goal in {args.world} layout {args.seed}; "
-              f"imagining {len(actions) - (k - 1)}")
+        print(f"{said} in {args.world} layout {args.seed}; imagining {len(actions) - (k - 1)}")
     video, _, _ = imagine_video(dyn, encoder, frames, actions)
     out = write_video(args.out, video, fps=args.fps)
     print(f"{len(video)} frames ({k} context, {len(video) - k} imagined) -> {out}")

@@ -79,3 +79,24 @@ def test_imagination_demo_never_writes_into_a_users_folder(tmp_path):
     with pytest.raises(NotOursError, match="choose another --out folder"):
         run_imagination_demo(out, horizon=3)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_planning_demo_writes_the_video_and_a_report(tmp_path, capsys):
+    """``btnk-env demo --plan``: the shipped planner acts in a held-out layout; one video frame per step."""
+    from btnk_env.cli import main
+
+    out = tmp_path / "plan"
+    assert main(["demo", "--plan", "--out", str(out), "--steps", "3"]) == 0
+    assert "shortest_path" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["world"].startswith("btnk_env/PanoramaRooms-v0, single_room, layout seed 1003")
+    assert 1 <= report["steps"] <= 3 and report["shortest_path"] > 3 and report["success"] is False
+    assert iio.imread(out / "planned.mp4", index=None).shape[0] == report["steps"]
+    assert (out / "still.png").is_file()
+
+
+def test_demo_refuses_imagine_and_plan_together(tmp_path, capsys):
+    from btnk_env.cli import main
+
+    assert main(["demo", "--imagine", "--plan", "--out", str(tmp_path / "x")]) == 2
+    assert "not both" in capsys.readouterr().out and not (tmp_path / "x").exists()

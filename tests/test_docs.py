@@ -48,7 +48,7 @@ MEASURED = re.compile(r"\b(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s?(?:ms|s|min|img
                       r"(?![\w/])|\b\d+(?:\.\d+)?x(?![\w])")
 CODE_SPAN = re.compile(r"`[^`]*`")
 #: pages whose measured tables their owners are turning into generated ones (remove an entry once done)
-HAND_TABLES_PENDING = {"docs/planning.md"}
+HAND_TABLES_PENDING: set = set()
 
 
 #: a table header that names what its numbers measure (a "frames/s" column, a "PSNR" column)

@@ -180,3 +180,89 @@ def test_the_planner_keeps_only_its_context_over_a_long_run():
     for _ in range(300):
         pos = pos + MOVES[planner.act(pos)]
         assert len(planner._latents) <= 3 and len(planner._actions) <= 3
+
+
+def test_imagine_with_the_latent_planner_imagines_the_path_it_took(tiny_models, capsys):
+    tmp, _, _, head = tiny_models
+    out = tmp / "imagined.gif"
+    rc = main(["imagine", "--plan", "--planner", "latent", "--seed", "1003", "--height", "32", "--dynamics", str(tmp / "dyn"),
+               "--encoder", str(tmp / "enc"), "--head", head("head"), "--out", str(out), "--horizon", "4"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "the latent planner" in text
+    imagined = int(text.split("imagining ")[1].split()[0])
+    assert 1 <= imagined <= 4 and iio.imread(out, index=None).shape[0] == 3 + imagined
+
+
+def test_imagine_refuses_a_head_without_the_latent_planner(tiny_models, capsys):
+    tmp, _, _, head = tiny_models
+    out = tmp / "never.gif"
+    rc = main(["imagine", "--plan", "--height", "32", "--dynamics", str(tmp / "dyn"), "--encoder", str(tmp / "enc"),
+               "--head", head("head"), "--out", str(out)])
+    assert rc == 2 and "--planner latent" in capsys.readouterr().out and not out.exists()
+
+
+def test_planner_rollout_acts_as_the_planner_does_after_the_context(tiny_models):
+    """The actions after the ``K - 1`` context turns are the planner's own, step by step."""
+    from btnk_env.planning.evaluate import goal_frame
+    from btnk_env.planning.policy import planner_rollout
+    from btnk_env.imagine import encode_frames
+
+    tmp, encoder, dyn, head = tiny_models
+    gd = GoalDistance.from_pretrained(head("head"))
+    env = PanoramaRoomsEnv(height=32, world="single_room")
+    frames, actions, _ = planner_rollout(env, LatentPlanner(dyn, gd, 3, 3, horizon=3, samples=8), encoder, 1003, 3, 4)
+    assert actions[:2].tolist() == [1, 1] and len(frames) == len(actions) + 1 == 2 + 1 + 4
+    _, info = env.reset(seed=1003)
+    again = LatentPlanner(dyn, gd, 3, 3, horizon=3, samples=8)
+    again.reset(encode_frames(encoder, goal_frame(env, info, 1003)[None]), seed=1003)
+    assert [again.act(encode_frames(encoder, f[None])[0]) for f in frames[2:-1]] == actions[2:].tolist()
+    env.close()
+
+
+def test_goal_rolls_are_the_goal_seen_at_other_headings(tiny_model):
+    """Rolling a panorama by a quarter of its width is turning by a quarter turn: the rolled goal image equals
+    the view rendered there at that heading, so the planner's goal latents need no access to the world."""
+    from btnk_env.planning.goals import goal_latents, goal_view, rolled_views
+
+    env = PanoramaRoomsEnv(height=32, world="single_room")
+    _, info = env.reset(seed=1100)
+    views = np.stack([goal_view(env, info["goal_position"], h) for h in (0.0, -np.pi / 2, -np.pi, np.pi / 2)])
+    env.close()
+    rolled = rolled_views(views[0], 4).astype(int)
+    assert rolled.shape == views.shape and np.abs(rolled - views).mean(axis=(1, 2, 3)).max() < 1.0
+    assert np.abs(views[1].astype(int) - views[0]).mean() > 5  # the headings are told apart
+    assert goal_latents(tiny_model, views[0], rolls=4).shape == (4, tiny_model.latent_dim)
+
+
+def _episodes(rng, n_episodes, d=192):
+    """A fake ``render_episodes`` result: 3 frames, 2 imagined latents and 1 goal view per episode."""
+    ep = np.arange(n_episodes)
+    return {"real": rng.normal(size=(3 * n_episodes, d)).astype(np.float32), "real_steps": np.tile([2.0, 1.0, 0.0], n_episodes).astype(np.float32),
+            "real_episode": ep.repeat(3), "imagined": rng.normal(size=(2 * n_episodes, d)).astype(np.float32),
+            "imagined_steps": np.tile([1.0, 0.0], n_episodes).astype(np.float32), "imagined_episode": ep.repeat(2),
+            "goals": rng.normal(size=(n_episodes, d)).astype(np.float32), "goal_episode": ep}
+
+
+def test_goal_distance_training_joins_the_cached_data_of_several_runs(tmp_path):
+    from pathlib import Path
+
+    from btnk_env.training.goal_distance import GoalDistanceTrainer, load_goal_distance_config
+
+    rng = np.random.default_rng(0)
+    parts = [_episodes(rng, 2), _episodes(rng, 3)]
+    for name, part in zip("ab", parts):
+        np.savez(tmp_path / f"{name}.npz", **part)
+    config = Path(__file__).resolve().parents[1] / "configs" / "goal_distance_rooms.yaml"
+    cfg = load_goal_distance_config(config, [f"data.cache={tmp_path / 'a.npz'},{tmp_path / 'b.npz'}", f"io.out_dir={tmp_path / 'run'}",
+                                             "train.steps=2", "train.batch_size=8", "model.width=16", "model.depth=1"])
+    trainer = GoalDistanceTrainer(cfg)
+    d = trainer.data
+    assert d["goal_episode"].tolist() == [0, 1, 2, 3, 4] and d["real_episode"].tolist() == [0, 0, 0, 1, 1, 1] + [2] * 3 + [3] * 3 + [4] * 3
+    assert np.array_equal(d["goals"][2:], parts[1]["goals"]) and np.array_equal(d["imagined"][:4], parts[0]["imagined"])
+    trainer.fit()
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    cfg.data.cache = str(tmp_path / "missing.npz")
+    cfg.io.out_dir = str(tmp_path / "run2")
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such file"):
+        GoalDistanceTrainer(cfg)

@@ -67,7 +67,8 @@ class GDDataConfig:
     imagine_horizon: int = 10
     cache: Optional[str] = None
     """The ``data.npz`` of an earlier run rendered with the same data settings, read instead of rendering
-    again (e.g. to try other model or training settings); null: ``io.out_dir/data.npz``, rendered if absent."""
+    again (e.g. to try other model or training settings), or several, comma-separated (runs over other
+    layouts: their episodes are joined); null: ``io.out_dir/data.npz``, rendered if absent."""
 
 
 @dataclass
@@ -203,6 +204,23 @@ def imagine_windows(dyn, latents: torch.Tensor, actions: torch.Tensor, horizon: 
     return rows, frame
 
 
+def _read_cache(path: Path) -> Dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"data.cache: {path}: no such file (the data.npz of an earlier run)")
+    return dict(np.load(path))
+
+
+def join_episodes(parts: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """Several :func:`render_episodes` results as one, their episode numbers made distinct."""
+    out = {n: [] for n in parts[0]}
+    offset = 0
+    for part in parts:
+        for n, v in part.items():
+            out[n].append(v + offset if n.endswith("_episode") else v)
+        offset += 1 + max(int(part[n].max(initial=-1)) for n in part if n.endswith("_episode"))
+    return {n: np.concatenate(v) for n, v in out.items()}
+
+
 # ---------------------------------------------------------------------- training
 class GoalDistanceTrainer:
     """Builds the data (or reads its cache), the head and the optimizer; :meth:`fit` trains."""
@@ -217,10 +235,10 @@ class GoalDistanceTrainer:
         self.out_dir = Path(cfg.io.out_dir)
         self._run_folder = claim_run_folder(D.init_distributed("auto", "cpu", 60), self.out_dir, cfg.train.resume, False)
         dyn, encoder = load_pair(cfg.data.dynamics, cfg.data.encoder, 3)
-        cache = Path(cfg.data.cache) if cfg.data.cache else self.out_dir / DATA_FILE
-        if cfg.data.cache and not cache.is_file():
-            raise FileNotFoundError(f"data.cache={cfg.data.cache}: no such file (the data.npz of an earlier run)")
-        if cache.is_file():
+        cache = self.out_dir / DATA_FILE
+        if cfg.data.cache:
+            self.data = join_episodes([_read_cache(Path(p.strip())) for p in cfg.data.cache.split(",")])
+        elif cache.is_file():
             self.data = dict(np.load(cache))
         else:
             self.data = render_episodes(cfg.data, encoder, dyn, progress)
@@ -329,4 +347,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["GoalDistanceTrainConfig", "GoalDistanceTrainer", "imagine_windows", "load_goal_distance_config", "render_episodes"]
+__all__ = ["GoalDistanceTrainConfig", "GoalDistanceTrainer", "imagine_windows", "join_episodes", "load_goal_distance_config", "render_episodes"]

@@ -15,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 METHODS = ("planner", "copy-last", "ridge", "random", "ppo", "oracle")
 
 
@@ -41,62 +39,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--cost", default="mean", help="mean, min or terminal (btnk_env.planning.cost)")
+    parser.add_argument("--goal-rolls", type=int, default=1,
+                        help="headings the goal image is seen at (its rolls; the cost averages the head over them)")
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--fps", type=float, default=4)
 
 
 def build_planner(args, step, head, dyn):
-    from btnk_env.planning.policy import LatentPlanner
+    from btnk_env.planning.policy import make_planner
 
-    return LatentPlanner(step, head, dyn.config.num_actions, dyn.config.context, horizon=args.horizon,
-                         solver=args.solver, cost=args.cost, samples=args.samples, iterations=args.iterations)
-
-
-def plan_video(env, planner, encoder, seed: int, goal_frame: np.ndarray, max_steps: int):
-    """One episode; returns ``(video (T, H', W', 3) uint8, steps, success)``, one video frame per step."""
-    import torch
-
-    from btnk_env.imagine import encode_frames
-    from btnk_env.video import decode_rollout
-    from btnk_env.video.layout import comparison_strip
-    from btnk_env.models import resize_frames
-
-    obs = env.render()
-    planner.reset(encode_frames(encoder, goal_frame[None])[0], seed=seed)
-    video, success = [], False
-    goal_small = None
-    for _ in range(max_steps):
-        action = planner.act(encode_frames(encoder, np.asarray(obs)[None])[0])
-        z, _ = planner.context_now()
-        decoded = decode_rollout(encoder, torch.cat([z, planner.last_imagined]))[0]  # (K + H, h, w, 3)
-        k = len(z)
-        shown = sorted(set(np.linspace(k, len(decoded) - 1, min(6, len(decoded) - k)).round().astype(int).tolist()))
-        strip = comparison_strip(decoded, context=k, steps=list(range(k)) + shown, psnr_caption=False)
-        if goal_small is None:
-            goal_small = resize_frames(goal_frame[None], decoded.shape[1:3])[0]
-        top = np.concatenate([resize_frames(np.asarray(obs)[None], decoded.shape[1:3])[0], goal_small], 1)
-        video.append(_stack(top, strip))
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            success = bool(terminated)
-            break
-    return np.stack(video), len(video), success
-
-
-def _stack(top: np.ndarray, strip: np.ndarray) -> np.ndarray:
-    """``top`` (the executed view beside the goal view) scaled 2x above ``strip``, padded to one width."""
-    top = top.repeat(2, 0).repeat(2, 1)
-    width = max(top.shape[1], strip.shape[1])
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)))  # noqa: E731
-    return np.concatenate([pad(top), np.zeros((4, width, 3), np.uint8), pad(strip)], 0)
+    return make_planner(step, head, dyn, horizon=args.horizon, solver=args.solver, cost=args.cost,
+                        samples=args.samples, iterations=args.iterations, goal_rolls=args.goal_rolls)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from btnk_env.envs.panorama_rooms import PanoramaRoomsEnv
-    from btnk_env.planning.goals import goal_view
+    from btnk_env.planning import evaluate as E
     from btnk_env.planning.load import load_models
 
     if bool(args.out) == bool(args.eval):
@@ -126,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
                 goal_frame = read_image(args.goal_image)
             else:
-                heading = float(np.random.default_rng([args.seed, 7]).uniform(-np.pi, np.pi))
-                goal_frame = goal_view(env, info["goal_position"], heading)
+                goal_frame = E.goal_frame(env, info, args.seed)
+            from btnk_env.planning.video import plan_video
+
             video, steps, success = plan_video(env, build_planner(args, dyn, head, dyn), encoder, args.seed,
                                                goal_frame, args.max_steps)
             out = write_video(args.out, video, fps=args.fps)
@@ -174,11 +136,20 @@ def evaluate_methods(args, env, methods, dyn, head, encoder) -> dict:
             agents[m] = E.policy_agent(make_policy("shipped", env, encoder))
         else:
             agents[m] = E.oracle_agent()
+    import os
+    from datetime import datetime, timezone
+
+    from btnk_env.models.hardware import cpu_name
+
+    when, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()[0]
     report = E.evaluate(env, agents, parse_seeds(args.seeds), args.max_steps, progress=True)
+    report["when"] = when
+    report["machine"] = {"device": f"{cpu_name()} ({args.threads} threads)",
+                         "load_average": [round(load, 1), round(os.getloadavg()[0], 1)]}
     report["planner"] = {"solver": args.solver, "samples": args.samples, "iterations": args.iterations,
-                         "horizon": args.horizon, "cost": args.cost, "threads": args.threads,
+                         "horizon": args.horizon, "cost": args.cost, "goal_rolls": args.goal_rolls, "threads": args.threads,
                          "dynamics": args.dynamics, "head": args.head, "world": args.world, "height": args.height}
     return report
 
 
-__all__ = ["METHODS", "plan_video"]
+__all__ = ["METHODS"]

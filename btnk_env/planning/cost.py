@@ -43,9 +43,11 @@ def imagine(step: Step, context: torch.Tensor, context_actions: torch.Tensor, ac
 
 @torch.no_grad()
 def sequence_cost(head, imagined: torch.Tensor, goal: torch.Tensor, kind: str = "mean") -> torch.Tensor:
-    """``imagined (N, H, D)``, ``goal (D,)`` -> ``(N,)`` costs (see the module docstring)."""
+    """``imagined (N, H, D)``, ``goal (D,)`` or ``(G, D)`` -> ``(N,)`` costs (see the module docstring); with
+    ``G`` goal latents (one goal seen at several headings) the head's estimate is their mean."""
     n, h, d = imagined.shape
-    dist = head(imagined.reshape(n * h, d), goal[None]).reshape(n, h)  # (N, H) steps-to-go
+    flat = imagined.reshape(n * h, d)
+    dist = torch.stack([head(flat, g[None]) for g in goal.reshape(-1, d)]).mean(0).reshape(n, h)  # (N, H) steps-to-go
     if kind == "min":
         return (dist + torch.arange(1, h + 1, dtype=dist.dtype)).min(1).values
     if kind == "terminal":

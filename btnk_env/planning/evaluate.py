@@ -23,7 +23,7 @@ def planner_agent(planner, encoder) -> AgentFactory:
     from btnk_env.imagine import encode_frames
 
     def start(env, obs, info, goal_frame, seed):
-        planner.reset(encode_frames(encoder, goal_frame[None])[0], seed=seed)
+        planner.reset_to_view(goal_frame, encoder, seed=seed)
         return lambda o, i: planner.act(encode_frames(encoder, np.asarray(o)[None])[0])
 
     return start
@@ -50,17 +50,23 @@ def oracle_agent() -> AgentFactory:
     return start
 
 
+def goal_frame(env, info: Dict, seed: int) -> np.ndarray:
+    """The goal image of episode ``seed``: the view at ``info["goal_position"]`` at a heading drawn from
+    ``(seed, 7)``; ``(H, 2H, 3)`` uint8."""
+    from btnk_env.planning.goals import goal_view
+
+    heading = float(np.random.default_rng([int(seed), 7]).uniform(-np.pi, np.pi))
+    return goal_view(env, info["goal_position"], heading)
+
+
 def run_episode(env, agent: AgentFactory, seed: int, max_steps: int, on_step: Optional[Callable] = None) -> Dict:
     """One episode from ``env.reset(seed=seed)``; returns ``success``, ``steps``, ``shortest``, ``spl``,
     ``time_per_step_s`` (the agent's deciding time per step)."""
     from btnk_env.imagine import plan_to_goal
-    from btnk_env.planning.goals import goal_view
 
     obs, info = env.reset(seed=int(seed))
     shortest = len(plan_to_goal(env))
-    heading = float(np.random.default_rng([int(seed), 7]).uniform(-np.pi, np.pi))
-    goal_frame = goal_view(env, info["goal_position"], heading)
-    act = agent(env, obs, info, goal_frame, int(seed))
+    act = agent(env, obs, info, goal_frame(env, info, seed), int(seed))
     success, steps, think = False, 0, 0.0
     for steps in range(1, max_steps + 1):
         t0 = time.perf_counter()
@@ -144,4 +150,4 @@ def plot(report: Dict, path):
     return save_png(Path(path), np.asarray(img))
 
 
-__all__ = ["evaluate", "markdown_table", "plot", "oracle_agent", "planner_agent", "policy_agent", "run_episode", "summarize"]
+__all__ = ["evaluate", "goal_frame", "markdown_table", "plot", "oracle_agent", "planner_agent", "policy_agent", "run_episode", "summarize"]

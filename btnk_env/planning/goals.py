@@ -25,6 +25,29 @@ def goal_view(env, position: Sequence[float], heading: float) -> np.ndarray:
     return np.asarray(view["rgb"] if isinstance(view, dict) else view, dtype=np.uint8)
 
 
+def goal_latents(encoder, image: np.ndarray, rolls: int = 1):
+    """A goal image's latent, and with ``rolls > 1`` those of the image rolled to ``rolls`` headings.
+
+    A panorama turned by ``2 pi k / rolls`` is the image rolled by ``k W / rolls`` columns: the same place,
+    seen turned, with no access to the world (heading does not matter for reaching a position).
+
+    Args:
+        image: ``(H, W, 3)`` uint8, a 360-degree panorama.
+
+    Returns:
+        ``(rolls, D)`` float32.
+    """
+    from btnk_env.imagine import encode_frames
+
+    return encode_frames(encoder, rolled_views(image, rolls))
+
+
+def rolled_views(image: np.ndarray, rolls: int) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(rolls, H, W, 3)`` uint8: the panorama turned by ``-2 pi k / rolls``, ``k = 0 .. rolls - 1``."""
+    w = image.shape[1]
+    return np.stack([np.roll(np.asarray(image, np.uint8), -round(k * w / rolls), axis=1) for k in range(max(1, int(rolls)))])
+
+
 def goal_latent(goal, encoder, env=None, rng: Optional[np.random.Generator] = None):
     """The goal as a latent ``(D,)`` float32 tensor.
 
@@ -52,4 +75,4 @@ def goal_latent(goal, encoder, env=None, rng: Optional[np.random.Generator] = No
     return encode_frames(encoder, np.asarray(arr, np.uint8)[None])[0]
 
 
-__all__ = ["goal_latent", "goal_view"]
+__all__ = ["goal_latent", "goal_latents", "goal_view", "rolled_views"]

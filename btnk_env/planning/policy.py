@@ -56,15 +56,19 @@ class LatentPlanner:
     """
 
     def __init__(self, step, head, num_actions: int, context: int, horizon: int = 10,
-                 solver: "str | Solver" = "cem", cost: str = "mean", seed: int = 0, **solver_args) -> None:
+                 solver: "str | Solver" = "cem", cost: str = "mean", seed: int = 0, goal_rolls: int = 1,
+                 **solver_args) -> None:
         self.step, self.head = step, head
+        self.goal_rolls = int(goal_rolls)
+        """Headings a goal image is seen at by :meth:`reset_to_view` (:func:`btnk_env.planning.goals.goal_latents`)."""
         self.num_actions, self.context, self.horizon, self.cost = int(num_actions), int(context), int(horizon), cost
         self.solver = solver if isinstance(solver, Solver) else make_solver(solver, **solver_args)
         self.seed = seed
         self.reset(None)
 
     def reset(self, goal: Optional[torch.Tensor], seed: Optional[int] = None) -> None:
-        """Start an episode towards ``goal`` ``(D,)`` (a goal latent, :func:`btnk_env.planning.goals.goal_latent`)."""
+        """Start an episode towards ``goal`` ``(D,)`` (a goal latent, :func:`btnk_env.planning.goals.goal_latent`),
+        or ``(G, D)``: the latents of one goal (the cost is the head's mean over them)."""
         self.goal = None if goal is None else torch.as_tensor(goal, dtype=torch.float32)
         self.rng = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
         self._latents: list = []
@@ -76,6 +80,12 @@ class LatentPlanner:
         """``(H, D)`` what the dynamics model imagines along them."""
         self.last_cost = float("nan")
         self.last_time_s = 0.0
+
+    def reset_to_view(self, image: np.ndarray, encoder, seed: Optional[int] = None) -> None:
+        """:meth:`reset` towards a goal image ``(H, W, 3)`` uint8, encoded at ``goal_rolls`` headings."""
+        from btnk_env.planning.goals import goal_latents
+
+        self.reset(goal_latents(encoder, image, self.goal_rolls), seed=seed)
 
     def context_now(self):
         """``(context (K, D), context_actions (K - 1,))`` of the current step."""
@@ -122,13 +132,53 @@ class PlannerPolicy(Policy):
 
     def act(self, frame: np.ndarray, info: dict) -> int:
         from btnk_env.imagine import encode_frames
-        from btnk_env.planning.goals import goal_latent
+        from btnk_env.planning.goals import goal_view
 
         if not self._started:
-            goal = goal_latent({"position": info["goal_position"]}, self.encoder, self.env, self.rng)
-            self.planner.reset(goal, seed=int(self.rng.integers(2**31 - 1)))
+            view = goal_view(self.env, info["goal_position"], float(self.rng.uniform(-np.pi, np.pi)))
+            self.planner.reset_to_view(view, self.encoder, seed=int(self.rng.integers(2**31 - 1)))
             self._started = True
         return self.planner.act(encode_frames(self.encoder, np.asarray(frame)[None])[0])
+
+
+#: The planner's settings unless told otherwise (``btnk-env plan``, ``imagine --planner latent``, ``demo --plan``).
+PLANNER_DEFAULTS = {"solver": "cem", "samples": 64, "iterations": 2, "horizon": 8, "cost": "mean", "goal_rolls": 1}
+
+
+def make_planner(step, head, dyn, **settings) -> LatentPlanner:
+    """A :class:`LatentPlanner` imagining with ``step`` (``dyn`` or a baseline) for ``dyn``'s actions and
+    context, with :data:`PLANNER_DEFAULTS` overridden by ``settings``."""
+    return LatentPlanner(step, head, dyn.config.num_actions, dyn.config.context, **{**PLANNER_DEFAULTS, **settings})
+
+
+def planner_rollout(env, planner: LatentPlanner, encoder, seed: int, context: int, horizon: int):
+    """True frames of the latent planner acting in a built-in world: :func:`btnk_env.imagine.planned_rollout`
+    with the planner instead of the breadth-first search choosing the path.
+
+    The agent is reset to layout ``seed`` and turns left ``context - 1`` times (the context frames); then
+    the planner acts, replanning at every step, towards the goal view of the evaluation
+    (:func:`btnk_env.planning.evaluate.goal_frame`) for ``horizon`` steps at most or until the world ends the
+    episode at the goal.
+
+    Returns:
+        ``(frames (T, H, W, 3) uint8, actions (T - 1,) int64, success)``, ``T = context + steps``.
+    """
+    from btnk_env.imagine import encode_frames
+    from btnk_env.planning.evaluate import goal_frame
+
+    obs, info = env.reset(seed=seed)
+    frames, actions, success = [obs], [1] * (context - 1), False
+    for a in actions:
+        frames.append(env.step(a)[0])
+    planner.reset_to_view(goal_frame(env, info, seed), encoder, seed=seed)
+    for _ in range(horizon):
+        actions.append(planner.act(encode_frames(encoder, np.asarray(frames[-1])[None])[0]))
+        obs, _, terminated, truncated, _ = env.step(actions[-1])
+        frames.append(obs)
+        if terminated or truncated:
+            success = bool(terminated)
+            break
+    return np.stack(frames), np.asarray(actions, dtype=np.int64), success
 
 
 def make_planner_policy(env: Any, dynamics: str = "panorama-rooms-small-dynamics", head: Optional[str] = None,
@@ -137,8 +187,7 @@ def make_planner_policy(env: Any, dynamics: str = "panorama-rooms-small-dynamics
     from btnk_env.planning.load import DEFAULT_HEAD, load_models
 
     dyn, gd, enc = load_models(dynamics, head or DEFAULT_HEAD, encoder, int(env.action_space.n))
-    args = {"horizon": 8, "samples": 64, "iterations": 2, **planner_args}
-    return PlannerPolicy(env, enc, LatentPlanner(dyn, gd, dyn.config.num_actions, dyn.config.context, **args))
+    return PlannerPolicy(env, enc, make_planner(dyn, gd, dyn, **planner_args))
 
 
-__all__ = ["LatentPlanner", "PlannerPolicy", "make_planner_policy", "padded_context"]
+__all__ = ["PLANNER_DEFAULTS", "LatentPlanner", "PlannerPolicy", "make_planner", "make_planner_policy", "padded_context", "planner_rollout"]
