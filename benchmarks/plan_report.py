@@ -47,10 +47,9 @@ def join_reports(reports: Sequence[Dict]) -> Dict:
 
 def same_file(a: Path, b: Path) -> bool:
     """Whether two files hold the same bytes (sha256): the evaluated head is the shipped one."""
-    import hashlib
+    from btnk_env.models.hub import sha256_file
 
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None  # noqa: E731
-    return digest(a) is not None and digest(a) == digest(b)
+    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
 
 
 def head_of(report: Dict) -> Dict:
