@@ -133,7 +133,7 @@ class ShardSource:
     kind = "panoramas"
 
     def __init__(self, spec: "str | os.PathLike") -> None:
-        from btnk_env.formats import DatasetFormatError, iter_shard, open_shard_set
+        from btnk_env.formats import DatasetFormatError, iter_shard, open_shard_set, skipped_note
 
         self.shards = open_shard_set(spec)
         self.root = Path(self.shards.root)
@@ -152,8 +152,7 @@ class ShardSource:
             self.files += [png for _, png in samples]
             self.keys += [f"{entry.file}/{key}" for key, _ in samples]
         if unreadable:
-            logger.warning("%s: %d unreadable shard(s) skipped: %s", spec, len(unreadable),
-                           "; ".join(list(unreadable.values())[:5]))
+            logger.warning(skipped_note(spec, len(unreadable), "unreadable shard(s)", "", list(unreadable.values())))
             self.shards.shards = [e for e in self.shards.shards if e not in unreadable]
         if not self.files:
             raise ValueError(f"the shard set {spec} holds no frames")

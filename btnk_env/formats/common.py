@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ SHARDS_KIND = "shard-set"
 #: a JSON file (config, index, shard record) larger than this is refused unread
 MAX_JSON_BYTES = 256 << 20
 
-__all__ = ['CONFIG', 'CollectionLockedError', 'DatasetFormatError', 'FOLDER_KIND', 'IMAGES_DIR', 'IMAGE_EXT', 'INDEX', 'INDEX_FORMAT', 'INDEX_VERSION', 'MANIFEST', 'MAX_JSON_BYTES', 'RECORD_EXT', 'RECORD_KEYS', 'SAMPLE_KEYS', 'SHARDS_KIND', 'atomic_write_bytes', 'atomic_write_json', 'claim', 'exclusive_lock', 'frame_file', 'fsync_dir', 'is_locked', 'is_shard_spec', 'npy_header', 'npy_is_whole', 'part_index_name', 'png_bytes', 'read_json', 'sample_key', 'shard_name', 'warn_if_being_written']
+__all__ = ['CONFIG', 'CollectionLockedError', 'DatasetFormatError', 'FOLDER_KIND', 'IMAGES_DIR', 'IMAGE_EXT', 'INDEX', 'INDEX_FORMAT', 'INDEX_VERSION', 'MANIFEST', 'MAX_JSON_BYTES', 'RECORD_EXT', 'RECORD_KEYS', 'SAMPLE_KEYS', 'SHARDS_KIND', 'atomic_write_bytes', 'atomic_write_json', 'claim', 'exclusive_lock', 'frame_file', 'fsync_dir', 'is_locked', 'is_shard_spec', 'npy_header', 'npy_is_whole', 'part_index_name', 'png_bytes', 'read_json', 'sample_key', 'shard_name', 'skipped_note', 'warn_if_being_written']
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,14 @@ def is_locked(out_dir: str | os.PathLike, name: str | None = None) -> bool:
                 return True
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     return False
+
+
+def skipped_note(root: Any, count: int, what: str, kept: str, items: Sequence[str], fix: str = "") -> str:
+    """The one warning a reader logs for what it skipped: ``"ROOT: COUNT WHAT skipped, KEPT: the first
+    five of ITEMS[ ...][; FIX]"``, e.g. ``skipped_note(root, 2, "damaged shard(s)", "every other shard is
+    read", names)``."""
+    names = "; ".join(items[:5]) + (" ..." if len(items) > 5 else "")
+    return f"{root}: {count} {what} skipped{', ' + kept if kept else ''}: {names}{'; ' + fix if fix else ''}"
 
 
 def warn_if_being_written(root: str | os.PathLike, what: str) -> bool:

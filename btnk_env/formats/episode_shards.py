@@ -49,7 +49,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from btnk_env.formats.common import (DatasetFormatError, IMAGE_EXT, INDEX, RECORD_EXT, SHARDS_KIND, claim,
+from btnk_env.formats.common import (DatasetFormatError, skipped_note, IMAGE_EXT, INDEX, RECORD_EXT, SHARDS_KIND, claim,
                                      exclusive_lock, is_locked, is_shard_spec, part_index_name, png_bytes, read_json,
                                      sample_key, shard_name)
 from btnk_env.formats.episodes import (DATASET_TYPE, EPISODE_KEYS, Episode, EpisodeFolder, check_step_values,
@@ -327,8 +327,8 @@ class EpisodeShards:
                 frames = [r["png"] for _, r in run] if keep_frames else None
                 found[episode] = ({**record, "shard": entry.file}, steps, frames)
         if self.damaged:
-            logger.warning("%s: %d damaged shard(s) or episode(s) skipped (every other episode is kept): %s", self.root,
-                           len(self.damaged), "; ".join(self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else ""))
+            logger.warning(skipped_note(self.root, len(self.damaged), "damaged shard(s) or episode(s)",
+                                        "every other episode is kept", self.damaged))
         order = sorted(found)
         self.episodes = [found[e][0] for e in order]
         self._steps = [found[e][1] for e in order]

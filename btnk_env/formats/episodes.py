@@ -46,7 +46,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from btnk_env.formats.common import DatasetFormatError, exclusive_lock, npy_header, read_json, warn_if_being_written
+from btnk_env.formats.common import DatasetFormatError, exclusive_lock, npy_header, read_json, skipped_note, warn_if_being_written
 from btnk_env.formats.common import png_bytes as _png_bytes
 from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import atomic_write_bytes as _atomic_write_bytes
@@ -263,8 +263,7 @@ def scan_index(root: Path, config: dict | None) -> tuple[list[dict], list[str]]:
             continue
         records[i] = rec
     if damaged:
-        logger.warning("%s: %d damaged episode record(s) skipped (every other episode is kept): %s", root,
-                       len(damaged), "; ".join(damaged[:5]) + (" ..." if len(damaged) > 5 else ""))
+        logger.warning(skipped_note(root, len(damaged), "damaged episode record(s)", "every other episode is kept", damaged))
     return [records[i] for i in sorted(records)], damaged
 
 

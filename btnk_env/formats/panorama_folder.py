@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from btnk_env.formats.common import CONFIG, DatasetFormatError, IMAGES_DIR, IMAGE_EXT, MANIFEST, atomic_write_json, read_json
+from btnk_env.formats.common import CONFIG, DatasetFormatError, IMAGES_DIR, IMAGE_EXT, MANIFEST, atomic_write_json, read_json, skipped_note
 
 __all__ = ['Manifest', 'read_config', 'read_manifest', 'scan_manifest', 'write_config']
 
@@ -56,10 +56,10 @@ class Manifest:
         if count > len(self.damaged):  # frames lost without a damaged line (a line removed)
             items.append(f"{count - len(self.damaged)} frame(s) without a line (first: {first})")
         if items:
-            logger.warning("%s: %d damaged or missing record(s) skipped, every other frame is kept: %s%s; re-run "
-                           "'btnk-env collect' with the same settings on the folder (it re-renders only those)",
-                           self.path, len(self.damaged) + len(more) + max(0, count - len(self.damaged)),
-                           "; ".join(items[:5]), " ..." if len(items) > 5 else "")
+            logger.warning(skipped_note(self.path, len(self.damaged) + len(more) + max(0, count - len(self.damaged)),
+                                        "damaged or missing record(s)", "every other frame is kept", items,
+                                        "re-run 'btnk-env collect' with the same settings on the folder "
+                                        "(it re-renders only those)"))
 
     def in_order(self) -> list[dict]:
         return list(self.records.values())

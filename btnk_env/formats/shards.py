@@ -45,7 +45,7 @@ import numpy as np
 
 from btnk_env.models.errors import NotOursError
 from btnk_env.models.files import fsync_dir, settings_diff
-from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name, warn_if_being_written
+from btnk_env.formats.common import DatasetFormatError, IMAGE_EXT, INDEX, INDEX_FORMAT, INDEX_VERSION, RECORD_EXT, SHARDS_KIND, _PART_RE, atomic_write_json, claim, exclusive_lock, png_bytes, read_json, shard_name, skipped_note, warn_if_being_written
 
 __all__ = ['OpenShard', 'ShardEntry', 'ShardSet', 'ShardWriter', 'TAR_BLOCK', 'index_entries', 'iter_shard', 'load_index_entries', 'merge_indexes', 'open_shard_set', 'part_indexes', 'read_index', 'remove_stale_temporaries', 'write_index', 'write_shard']
 
@@ -213,9 +213,8 @@ def open_shard_set(spec: str | os.PathLike, check: bool = True) -> ShardSet:
         shard_set.shards = intact
     shard_set.damaged = damaged
     if damaged:
-        logger.warning("%s: %d damaged shard(s) skipped, every other shard is read: %s%s; re-run 'btnk-env collect' "
-                       "with the same settings on that folder (it rewrites only those)", spec, len(damaged),
-                       "; ".join(damaged[:5]), " ..." if len(damaged) > 5 else "")
+        logger.warning(skipped_note(spec, len(damaged), "damaged shard(s)", "every other shard is read", damaged,
+                                    "re-run 'btnk-env collect' with the same settings on that folder (it rewrites only those)"))
     if not shard_set.shards:
         raise DatasetFormatError(f"{spec} lists no " + ("intact " if damaged else "") + "shards")
     warn_if_being_written(shard_set.root, "shards")
